@@ -1,0 +1,84 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/piazza-social/piazza/platform/admin"
+	"github.com/piazza-social/piazza/platform/database"
+	"github.com/piazza-social/piazza/platform/events"
+	"github.com/piazza-social/piazza/platform/events/kafkabus"
+	"github.com/piazza-social/piazza/platform/events/sqlbus"
+	"github.com/piazza-social/piazza/platform/telemetry"
+)
+
+// startupProbeTimeout bounds how long a dependency may take to answer at start-up before the
+// process gives up with an error naming the setting.
+const startupProbeTimeout = 10 * time.Second
+
+// infrastructure is what the services of one process share: built once, closed once.
+type infrastructure struct {
+	bus    events.Bus
+	checks map[string]admin.CheckFunc
+	closer []func() error
+}
+
+// Close releases everything in reverse order of opening.
+func (in *infrastructure) Close(log *slog.Logger) {
+	for i := len(in.closer) - 1; i >= 0; i-- {
+		if err := in.closer[i](); err != nil {
+			log.Warn("closing infrastructure", "error", err)
+		}
+	}
+}
+
+func openInfrastructure(ctx context.Context, cfg Config, _ *telemetry.Telemetry, log *slog.Logger) (_ *infrastructure, err error) {
+	in := &infrastructure{checks: map[string]admin.CheckFunc{}}
+	defer func() {
+		if err != nil {
+			in.Close(log)
+		}
+	}()
+	switch cfg.Mode {
+	case Embedded:
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, settingError("data-dir", "%v", err)
+		}
+		// The embedded bus is a durable log in its own SQLite file: events survive a restart and
+		// are delivered at least once, as Kafka would.
+		db, err := database.Open(ctx, database.Config{URL: "sqlite:" + filepath.Join(cfg.DataDir, "events.db")}, log)
+		if err != nil {
+			return nil, settingError("data-dir", "%v", err)
+		}
+		in.closer = append(in.closer, db.Close)
+		bus, err := sqlbus.New(ctx, sqlbus.Config{DB: db}, log)
+		if err != nil {
+			return nil, settingError("data-dir", "%v", err)
+		}
+		in.closer = append(in.closer, bus.Close)
+		in.bus = bus
+		in.checks["event-bus"] = db.Ping
+	case Distributed:
+		pctx, cancel := context.WithTimeout(ctx, startupProbeTimeout)
+		defer cancel()
+		if err := kafkabus.Ping(pctx, cfg.KafkaBrokers); err != nil {
+			return nil, settingError("kafka-brokers", "%s", strings.TrimPrefix(err.Error(), "kafkabus: "))
+		}
+		bus, err := kafkabus.New(kafkabus.Config{Brokers: cfg.KafkaBrokers, ClientID: cfg.InstanceID}, log)
+		if err != nil {
+			return nil, settingError("kafka-brokers", "%v", err)
+		}
+		in.closer = append(in.closer, bus.Close)
+		in.bus = bus
+		brokers := cfg.KafkaBrokers
+		in.checks["kafka"] = func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) }
+	default:
+		return nil, errors.New("unknown mode " + string(cfg.Mode))
+	}
+	return in, nil
+}
