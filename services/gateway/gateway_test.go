@@ -8,14 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/piazza-social/piazza/api"
 	"github.com/piazza-social/piazza/platform/errs"
 	"github.com/piazza-social/piazza/platform/logging"
 	"github.com/piazza-social/piazza/services/gateway"
+	"github.com/piazza-social/piazza/services/gateway/gatewaytest"
 )
 
 type problem struct {
@@ -37,10 +38,11 @@ func newGateway(t *testing.T) (*gateway.Service, *tracetest.SpanRecorder) {
 	}, logging.Discard()), rec
 }
 
+// do serves one request, holding the exchange to the OpenAPI document.
 func do(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRecorder {
 	t.Helper()
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+	gatewaytest.LoadContract(t).Handler(t, h).ServeHTTP(w, httptest.NewRequest(method, path, nil))
 	return w
 }
 

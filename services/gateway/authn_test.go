@@ -1,0 +1,70 @@
+package gateway_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/piazza-social/piazza/platform/errs"
+)
+
+func TestAccessTokenFailuresAre401WithTheirCodeAndABearerChallenge(t *testing.T) {
+	const invalidToken = `Bearer error="invalid_token"`
+	cases := []struct {
+		name      string
+		auth      []string
+		status    int
+		code      errs.Code
+		challenge string
+	}{
+		{"no header", nil, 401, errs.TokenMissing, "Bearer"},
+		{"empty header", []string{""}, 401, errs.TokenMissing, "Bearer"},
+		{"another scheme", []string{"Basic YWxpY2U6c2VjcmV0"}, 401, errs.TokenInvalid, invalidToken},
+		{"scheme alone", []string{"Bearer"}, 401, errs.TokenInvalid, invalidToken},
+		{"two tokens", []string{"Bearer a b"}, 401, errs.TokenInvalid, invalidToken},
+		{"two headers", []string{"Bearer a", "Bearer b"}, 401, errs.TokenInvalid, invalidToken},
+		{"huge token", []string{"Bearer " + strings.Repeat("a", 9000)}, 401, errs.TokenInvalid, invalidToken},
+		{"expired", []string{"Bearer " + tokenExpired}, 401, errs.TokenExpired, invalidToken},
+		{"lower-case scheme, expired", []string{"bearer " + tokenExpired}, 401, errs.TokenExpired, invalidToken},
+		{"bad signature", []string{"Bearer " + tokenTampered}, 401, errs.TokenInvalid, invalidToken},
+		{"unknown token", []string{"Bearer never.issued"}, 401, errs.TokenInvalid, invalidToken},
+		{"verifier fails oddly", []string{"Bearer " + tokenPlainError}, 401, errs.TokenInvalid, invalidToken},
+		{"token without session", []string{"Bearer " + tokenNoSession}, 401, errs.TokenInvalid, invalidToken},
+		{"keys unavailable", []string{"Bearer " + tokenUnavailable}, 503, errs.Unavailable, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			w := h.do(req{method: "GET", path: "/v1/me", header: http.Header{"Authorization": tc.auth}})
+			wantProblem(t, w, tc.status, tc.code)
+			if got := w.Header().Get("WWW-Authenticate"); got != tc.challenge {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tc.challenge)
+			}
+			if n := h.users.callCount("GetUser"); n != 0 {
+				t.Errorf("the handler ran (%d calls)", n)
+			}
+		})
+	}
+}
+
+func TestARevokedSessionMakesAValidTokenInvalid(t *testing.T) {
+	h := newHarness(t)
+	s := h.signup("olga")
+	h.users.mu.Lock()
+	for _, sess := range h.users.sessions {
+		sess.revoked = true
+	}
+	h.users.mu.Unlock()
+	w := h.do(req{method: "GET", path: "/v1/me", token: s.AccessToken})
+	wantProblem(t, w, http.StatusUnauthorized, errs.TokenInvalid)
+	if got := w.Header().Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
+		t.Errorf("WWW-Authenticate %q", got)
+	}
+}
+
+func TestASessionCheckOutageIsA503NotA401(t *testing.T) {
+	h := newHarness(t)
+	s := h.signup("pete")
+	h.users.setFail("CheckSession", errs.New(errs.Unavailable, "db down"))
+	wantProblem(t, h.do(req{method: "GET", path: "/v1/me", token: s.AccessToken}), http.StatusServiceUnavailable, errs.Unavailable)
+}
