@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/piazza-social/piazza/platform/ratelimit"
 )
 
 // Mode says how a process finds its infrastructure.
@@ -38,6 +41,27 @@ type Config struct {
 	DataDir   string `flag:"data-dir" default:"./data" help:"embedded mode: directory of the SQLite databases"`
 
 	KafkaBrokers []string `flag:"kafka-brokers" help:"distributed mode: Kafka bootstrap brokers, host:port,..."`
+	RedisAddr    string   `flag:"redis-addr" help:"distributed mode: Redis host:port (gateway: rate limits)"`
+	RedisPrefix  string   `flag:"redis-prefix" default:"piazza:" help:"prefix of every Redis key of this deployment, so deployments can share a Redis"`
+
+	GRPCAddr        string `flag:"grpc-addr" default:"127.0.0.1:9000" help:"distributed mode: address of this process's gRPC services (user)"`
+	UserServiceAddr string `flag:"user-service-addr" help:"distributed mode: user-service gRPC address, for a gateway running without it"`
+	UserDatabaseURL string `flag:"user-database-url" help:"distributed mode: PostgreSQL URL of user-service (postgres://...)"`
+
+	JWTKeysDir      string        `flag:"jwt-keys-dir" help:"user-service: directory of the Ed25519 signing keys (*.pem; the newest signs); embedded default: <data-dir>/keys"`
+	JWTIssuer       string        `flag:"jwt-issuer" default:"piazza" help:"iss claim of access tokens"`
+	JWTAudience     string        `flag:"jwt-audience" default:"piazza-api" help:"aud claim of access tokens"`
+	AccessTokenTTL  time.Duration `flag:"access-token-ttl" default:"15m" help:"lifetime of an access token"`
+	RefreshTokenTTL time.Duration `flag:"refresh-token-ttl" default:"720h" help:"lifetime of a refresh token (and of an idle session)"`
+
+	Argon2MemoryKiB   int `flag:"argon2-memory-kib" default:"19456" help:"argon2id memory cost of new password hashes"`
+	Argon2Iterations  int `flag:"argon2-iterations" default:"2" help:"argon2id time cost"`
+	Argon2Parallelism int `flag:"argon2-parallelism" default:"1" help:"argon2id lanes"`
+
+	LoginLimitPerAddress  ratelimit.Limit `flag:"login-limit-per-address" default:"10/1m:5" help:"login attempts per client address, RATE/PERIOD:BURST"`
+	LoginLimitPerAccount  ratelimit.Limit `flag:"login-limit-per-account" default:"5/1m:5" help:"login attempts per account"`
+	SignupLimitPerAddress ratelimit.Limit `flag:"signup-limit-per-address" default:"20/1h:10" help:"sign-ups per client address"`
+	SignupLimitPerAccount ratelimit.Limit `flag:"signup-limit-per-account" default:"5/1m:5" help:"sign-up attempts per username or email"`
 
 	LogLevel         slog.Level    `flag:"log-level" default:"info" help:"debug, info, warn or error"`
 	OTLPEndpoint     string        `flag:"otlp-endpoint" env:"OTEL_EXPORTER_OTLP_ENDPOINT" help:"OTLP gRPC collector (host:port or URL); empty disables export"`
@@ -48,7 +72,7 @@ type Config struct {
 }
 
 // Known lists the services this binary can run, in start order.
-var Known = []string{"gateway"}
+var Known = []string{"user", "gateway"}
 
 // settingError names a setting by its environment variable and flag, like config.Error.
 func settingError(flagName, format string, args ...any) error {
@@ -71,6 +95,9 @@ func (c *Config) Validate() error {
 		if c.DataDir == "" {
 			return settingError("data-dir", "must not be empty")
 		}
+		if c.JWTKeysDir == "" {
+			c.JWTKeysDir = filepath.Join(c.DataDir, "keys")
+		}
 	case Distributed:
 		if len(c.Services) == 0 {
 			return settingError("services", "name at least one of: %s", strings.Join(Known, ", "))
@@ -83,6 +110,22 @@ func (c *Config) Validate() error {
 		if len(c.KafkaBrokers) == 0 {
 			return settingError("kafka-brokers", "required in distributed mode")
 		}
+		if c.Runs("user") {
+			if c.UserDatabaseURL == "" {
+				return settingError("user-database-url", "required to run user in distributed mode")
+			}
+			if c.JWTKeysDir == "" {
+				return settingError("jwt-keys-dir", "required to run user in distributed mode (the keys must be shared by its replicas)")
+			}
+		}
+		if c.Runs("gateway") {
+			if c.RedisAddr == "" {
+				return settingError("redis-addr", "required to run gateway in distributed mode")
+			}
+			if !c.Runs("user") && c.UserServiceAddr == "" {
+				return settingError("user-service-addr", "required to run gateway without user in the same process")
+			}
+		}
 	default:
 		return fmt.Errorf("unknown mode %q", c.Mode)
 	}
@@ -94,6 +137,21 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return settingError("request-timeout", "must be positive")
+	}
+	if c.AccessTokenTTL <= 0 {
+		return settingError("access-token-ttl", "must be positive")
+	}
+	if c.RefreshTokenTTL <= c.AccessTokenTTL {
+		return settingError("refresh-token-ttl", "must be longer than the access-token TTL")
+	}
+	if c.Argon2MemoryKiB < 8 || c.Argon2MemoryKiB > 4<<20 {
+		return settingError("argon2-memory-kib", "must be in [8, 4194304]")
+	}
+	if c.Argon2Iterations < 1 || c.Argon2Iterations > 100 {
+		return settingError("argon2-iterations", "must be in [1, 100]")
+	}
+	if c.Argon2Parallelism < 1 || c.Argon2Parallelism > 255 {
+		return settingError("argon2-parallelism", "must be in [1, 255]")
 	}
 	if c.MaxBodyBytes <= 0 {
 		return settingError("max-body-bytes", "must be positive")

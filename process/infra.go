@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/piazza-social/piazza/platform/admin"
 	"github.com/piazza-social/piazza/platform/database"
 	"github.com/piazza-social/piazza/platform/events"
@@ -24,6 +26,7 @@ const startupProbeTimeout = 10 * time.Second
 // infrastructure is what the services of one process share: built once, closed once.
 type infrastructure struct {
 	bus    events.Bus
+	redis  *redis.Client // distributed mode, when a service here needs it
 	checks map[string]admin.CheckFunc
 	closer []func() error
 }
@@ -77,6 +80,14 @@ func openInfrastructure(ctx context.Context, cfg Config, _ *telemetry.Telemetry,
 		in.bus = bus
 		brokers := cfg.KafkaBrokers
 		in.checks["kafka"] = func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) }
+		if cfg.RedisAddr != "" {
+			in.redis = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr})
+			in.closer = append(in.closer, in.redis.Close)
+			if err := in.redis.Ping(pctx).Err(); err != nil {
+				return nil, settingError("redis-addr", "Redis not reachable at %s: %v", cfg.RedisAddr, err)
+			}
+			in.checks["redis"] = func(ctx context.Context) error { return in.redis.Ping(ctx).Err() }
+		}
 	default:
 		return nil, errors.New("unknown mode " + string(cfg.Mode))
 	}

@@ -2,26 +2,232 @@ package process
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
+	"path/filepath"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/test/bufconn"
+
+	userv1 "github.com/piazza-social/piazza/gen/piazza/user/v1"
+	"github.com/piazza-social/piazza/platform/auth"
+	"github.com/piazza-social/piazza/platform/database"
+	"github.com/piazza-social/piazza/platform/events/outbox"
 	"github.com/piazza-social/piazza/platform/lifecycle"
+	"github.com/piazza-social/piazza/platform/ratelimit"
+	"github.com/piazza-social/piazza/platform/rpc"
 	"github.com/piazza-social/piazza/platform/telemetry"
 	"github.com/piazza-social/piazza/services/gateway"
+	"github.com/piazza-social/piazza/services/user"
+	"github.com/piazza-social/piazza/services/user/adapters"
 )
 
-// addServices builds the services cfg selects and adds each to g.
-func addServices(_ context.Context, g *lifecycle.Group, cfg Config, _ *infrastructure, tel *telemetry.Telemetry, log *slog.Logger) error {
-	if cfg.Runs("gateway") {
-		gw := gateway.New(gateway.Config{
-			Addr:            cfg.HTTPAddr,
-			RequestTimeout:  cfg.RequestTimeout,
-			MaxBodyBytes:    cfg.MaxBodyBytes,
-			ShutdownTimeout: cfg.ShutdownTimeout,
-			TracerProvider:  tel.TracerProvider(),
-			MeterProvider:   tel.MeterProvider(),
-			Propagator:      tel.Propagator(),
-		}, log)
-		g.Add("gateway", gw.Run)
+// assembly holds what the services of one process share while they are being built.
+type assembly struct {
+	cfg   Config
+	infra *infrastructure
+	tel   *telemetry.Telemetry
+	log   *slog.Logger
+	g     *lifecycle.Group
+
+	// grpcServer serves the gRPC services of this process: on an in-memory listener in the
+	// embedded default (the services still talk gRPC to each other, exactly as when
+	// distributed), on --grpc-addr in distributed mode.
+	grpcServer *rpc.Server
+	local      *bufconn.Listener
+
+	keys *auth.KeySet // user-service's signing keys, when it runs here
+}
+
+// addServices builds the services cfg selects and adds each long-running part to g.
+func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infrastructure, tel *telemetry.Telemetry, log *slog.Logger) error {
+	a := &assembly{cfg: cfg, infra: in, tel: tel, log: log, g: g}
+	a.grpcServer = rpc.NewServer(rpc.ServerConfig{
+		Addr:            cfg.GRPCAddr,
+		TracerProvider:  tel.TracerProvider(),
+		MeterProvider:   tel.MeterProvider(),
+		Propagator:      tel.Propagator(),
+		ShutdownTimeout: cfg.ShutdownTimeout,
+	}, log)
+	servesGRPC := false
+	if cfg.Runs("user") {
+		if err := a.addUser(ctx); err != nil {
+			return err
+		}
+		servesGRPC = true
 	}
+	if servesGRPC {
+		if cfg.Mode == Embedded {
+			a.local = bufconn.Listen(1 << 20)
+			g.Add("grpc", func(ctx context.Context) error { return a.grpcServer.Serve(ctx, a.local) })
+		} else {
+			g.Add("grpc", a.grpcServer.Run)
+		}
+	}
+	if cfg.Runs("gateway") {
+		if err := a.addGateway(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openDatabase opens and migrates the relational store of one service: a SQLite file in the
+// data directory in the embedded default, the given PostgreSQL URL when distributed.
+func (a *assembly) openDatabase(ctx context.Context, service, url, setting string, sets ...database.MigrationSet) (*database.DB, error) {
+	if a.cfg.Mode == Embedded {
+		url = "sqlite:" + filepath.Join(a.cfg.DataDir, service+".db")
+		setting = "data-dir"
+	}
+	db, err := database.Open(ctx, database.Config{URL: url, TracerProvider: a.tel.TracerProvider()}, a.log)
+	if err != nil {
+		return nil, settingError(setting, "%v", err)
+	}
+	a.infra.closer = append(a.infra.closer, db.Close)
+	if err := db.Ping(ctx); err != nil {
+		return nil, settingError(setting, "%v", err)
+	}
+	for _, set := range sets {
+		if _, err := database.Migrate(ctx, db, set); err != nil {
+			return nil, fmt.Errorf("%s: %w", service, err)
+		}
+	}
+	a.infra.checks[service+"-database"] = db.Ping
+	return db, nil
+}
+
+func (a *assembly) addUser(ctx context.Context) error {
+	cfg := a.cfg
+	db, err := a.openDatabase(ctx, "user", cfg.UserDatabaseURL, "user-database-url", user.Migrations, outbox.Migrations)
+	if err != nil {
+		return err
+	}
+	ob, err := outbox.New(outbox.Config{DB: db, Propagator: a.tel.Propagator()})
+	if err != nil {
+		return err
+	}
+	fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{Outbox: ob, Publisher: a.infra.bus, MeterProvider: a.tel.MeterProvider()}, a.log.With("service", "user"))
+	if err != nil {
+		return err
+	}
+	// The embedded default creates its first key; a distributed deployment must provide keys
+	// shared by every user-service replica.
+	keys, err := auth.LoadKeyDir(cfg.JWTKeysDir, cfg.Mode == Embedded)
+	if err != nil {
+		return settingError("jwt-keys-dir", "%v", err)
+	}
+	issuer, err := auth.NewIssuer(auth.IssuerConfig{Keys: keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: cfg.AccessTokenTTL})
+	if err != nil {
+		return err
+	}
+	svc, err := user.New(user.Config{
+		PasswordHashing: adapters.Argon2idParams{
+			MemoryKiB:   uint32(cfg.Argon2MemoryKiB),
+			Iterations:  uint32(cfg.Argon2Iterations),
+			Parallelism: uint8(cfg.Argon2Parallelism),
+		},
+		RefreshTTL: cfg.RefreshTokenTTL,
+	}, user.Deps{DB: db, Outbox: ob, Tokens: issuer, Keys: keys}, a.log)
+	if err != nil {
+		return err
+	}
+	svc.Register(a.grpcServer)
+	a.keys = keys
+	a.g.Add("user", svc.Run)
+	a.g.Add("user-outbox", fwd.Run)
+	return nil
+}
+
+// dial connects to a gRPC service: in-process when it runs here, over the network otherwise.
+func (a *assembly) dial(service, addr string) (*grpc.ClientConn, error) {
+	cc := rpc.ClientConfig{
+		Target:         addr,
+		TracerProvider: a.tel.TracerProvider(),
+		MeterProvider:  a.tel.MeterProvider(),
+		Propagator:     a.tel.Propagator(),
+	}
+	switch {
+	case a.cfg.Runs(service) && a.local != nil:
+		cc.Target = "passthrough:///" + service
+		cc.Options = append(cc.Options, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return a.local.DialContext(ctx)
+		}))
+	case a.cfg.Runs(service):
+		cc.Target = a.cfg.GRPCAddr
+	}
+	conn, err := rpc.Dial(cc, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.infra.closer = append(a.infra.closer, conn.Close)
+	return conn, nil
+}
+
+func (a *assembly) addGateway() error {
+	cfg := a.cfg
+	conn, err := a.dial("user", cfg.UserServiceAddr)
+	if err != nil {
+		return settingError("user-service-addr", "%v", err)
+	}
+	users := userv1.NewUserServiceClient(conn)
+
+	// Access tokens are verified locally: with the signing keys themselves when user-service
+	// runs in this process, else with its published key set, cached.
+	var keySource auth.KeySource = a.keys
+	if a.keys == nil {
+		cache, err := auth.NewJWKSCache(func(ctx context.Context) ([]byte, error) {
+			resp, err := users.GetSigningKeys(ctx, &userv1.GetSigningKeysRequest{})
+			if err != nil {
+				return nil, err
+			}
+			return resp.GetJwks(), nil
+		}, auth.JWKSCacheConfig{})
+		if err != nil {
+			return err
+		}
+		keySource = cache
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{Keys: keySource, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return err
+	}
+
+	memory, err := ratelimit.NewMemory(ratelimit.MemoryConfig{})
+	if err != nil {
+		return err
+	}
+	var limiter gateway.RateLimiter = memory
+	if a.infra.redis != nil {
+		shared, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: a.infra.redis, Prefix: cfg.RedisPrefix + "gateway:"})
+		if err != nil {
+			return err
+		}
+		// While Redis fails, limits hold per instance instead of not at all.
+		limiter, err = ratelimit.NewFallback(ratelimit.FallbackConfig{Primary: shared, Secondary: memory}, a.log)
+		if err != nil {
+			return err
+		}
+	}
+
+	gw := gateway.New(gateway.Config{
+		Addr:            cfg.HTTPAddr,
+		RequestTimeout:  cfg.RequestTimeout,
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Users:           users,
+		Tokens:          verifier,
+		Limiter:         limiter,
+		RateLimits: gateway.RateLimits{
+			LoginPerAddress:  cfg.LoginLimitPerAddress,
+			LoginPerAccount:  cfg.LoginLimitPerAccount,
+			SignupPerAddress: cfg.SignupLimitPerAddress,
+			SignupPerAccount: cfg.SignupLimitPerAccount,
+		},
+		TracerProvider: a.tel.TracerProvider(),
+		MeterProvider:  a.tel.MeterProvider(),
+		Propagator:     a.tel.Propagator(),
+	}, a.log)
+	a.g.Add("gateway", gw.Run)
 	return nil
 }

@@ -120,9 +120,11 @@ func TestBadConfigurationFailsFastWithOneLineNamingTheSetting(t *testing.T) {
 	}{
 		{"unknown log level", []string{"dev"}, []string{"PIAZZA_LOG_LEVEL=verbose"}, []string{"PIAZZA_LOG_LEVEL", "--log-level", "verbose"}},
 		{"unknown log level flag", []string{"dev", "--log-level=loud"}, nil, []string{"log-level", "loud"}},
-		{"unreachable kafka", []string{"serve", "--services=gateway", "--admin-addr", freeAddr(t), "--http-addr", freeAddr(t)}, []string{"PIAZZA_KAFKA_BROKERS=" + deadKafka}, []string{"PIAZZA_KAFKA_BROKERS", "--kafka-brokers", deadKafka}},
+		{"unreachable kafka", []string{"serve", "--services=gateway", "--admin-addr", freeAddr(t), "--http-addr", freeAddr(t), "--redis-addr", freeAddr(t), "--user-service-addr", freeAddr(t)}, []string{"PIAZZA_KAFKA_BROKERS=" + deadKafka}, []string{"PIAZZA_KAFKA_BROKERS", "--kafka-brokers", deadKafka}},
 		{"missing kafka", []string{"serve", "--services=gateway"}, nil, []string{"PIAZZA_KAFKA_BROKERS", "required"}},
 		{"unknown service", []string{"serve", "--services=gateway,teleport", "--kafka-brokers=" + deadKafka}, nil, []string{"PIAZZA_SERVICES", "teleport"}},
+		{"gateway without redis", []string{"serve", "--services=gateway", "--kafka-brokers=" + deadKafka, "--user-service-addr", freeAddr(t)}, nil, []string{"PIAZZA_REDIS_ADDR", "required"}},
+		{"user without database", []string{"serve", "--services=user", "--kafka-brokers=" + deadKafka, "--jwt-keys-dir", t.TempDir()}, nil, []string{"PIAZZA_USER_DATABASE_URL", "required"}},
 		{"unknown command", []string{"launch"}, nil, []string{"unknown command", "launch"}},
 	}
 	for _, tc := range cases {

@@ -205,7 +205,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 
-	s.log.InfoContext(ctx, "grpc server draining", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+	s.log.InfoContext(ctx, "grpc server draining", slog.String("timeout", s.cfg.ShutdownTimeout.String()))
 	s.health.Shutdown()
 	stopped := make(chan struct{})
 	go func() {

@@ -134,7 +134,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 
-	s.log.InfoContext(ctx, "http server draining", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+	s.log.InfoContext(ctx, "http server draining", slog.String("timeout", s.cfg.ShutdownTimeout.String()))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := s.srv.Shutdown(sctx)
