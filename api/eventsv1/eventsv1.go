@@ -7,10 +7,16 @@
 // the user for user events, the author for post events, the conversation for message events.
 package eventsv1
 
+import "time"
+
 // Topics.
 const (
 	// TopicUsers carries user.* events, keyed by the acting user's id.
 	TopicUsers = "users"
+	// TopicPosts carries post.* events, keyed by the post author's id.
+	TopicPosts = "posts"
+	// TopicPresence carries presence.* events, keyed by the user's id.
+	TopicPresence = "presence"
 )
 
 // Event types.
@@ -18,6 +24,17 @@ const (
 	UserRegistered = "user.registered"
 	UserFollowed   = "user.followed"
 	UserUnfollowed = "user.unfollowed"
+
+	PostCreated   = "post.created"
+	PostDeleted   = "post.deleted"
+	PostLiked     = "post.liked"
+	PostCommented = "post.commented"
+
+	// PresenceConnected and PresenceDisconnected report one SSE connection opening and
+	// closing at a gateway instance. A crashed gateway sends no disconnect: its connections
+	// end when their presence entries expire.
+	PresenceConnected    = "presence.connected"
+	PresenceDisconnected = "presence.disconnected"
 )
 
 // UserRegisteredPayload is the payload of user.registered; the aggregate id is the user id.
@@ -37,4 +54,45 @@ type UserFollowedPayload struct {
 type UserUnfollowedPayload struct {
 	FollowerID string `json:"follower_id"`
 	FolloweeID string `json:"followee_id"`
+}
+
+// PostCreatedPayload is the payload of post.created; the aggregate id is the author's id.
+type PostCreatedPayload struct {
+	PostID   string    `json:"post_id"`
+	AuthorID string    `json:"author_id"`
+	Text     string    `json:"text"`
+	At       time.Time `json:"created_at"`
+}
+
+// PostDeletedPayload is the payload of post.deleted; the aggregate id is the author's id.
+type PostDeletedPayload struct {
+	PostID   string `json:"post_id"`
+	AuthorID string `json:"author_id"`
+}
+
+// PostLikedPayload is the payload of post.liked (only when a like was added, not when it
+// already existed); the aggregate id is the post author's id.
+type PostLikedPayload struct {
+	PostID   string `json:"post_id"`
+	AuthorID string `json:"author_id"` // the post's author, who is told
+	LikerID  string `json:"liker_id"`
+}
+
+// PostCommentedPayload is the payload of post.commented; the aggregate id is the post
+// author's id.
+type PostCommentedPayload struct {
+	PostID      string `json:"post_id"`
+	AuthorID    string `json:"author_id"` // the post's author, who is told
+	CommentID   string `json:"comment_id"`
+	CommenterID string `json:"commenter_id"`
+	Text        string `json:"text"`
+}
+
+// PresencePayload is the payload of presence.connected and presence.disconnected; the
+// aggregate id is the user's id.
+type PresencePayload struct {
+	UserID       string    `json:"user_id"`
+	ConnectionID string    `json:"connection_id"`
+	InstanceID   string    `json:"instance_id"`
+	At           time.Time `json:"at"`
 }
