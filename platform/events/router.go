@@ -100,6 +100,10 @@ type RouterConfig struct {
 	// Propagator reads the producer's trace context out of message metadata; nil means
 	// otel.GetTextMapPropagator().
 	Propagator propagation.TextMapPropagator
+	// Decorate, when set, wraps every handler added to the router (innermost, around the
+	// handler itself): a place for cross-cutting behaviour such as fault injection in
+	// end-to-end tests, without touching the services' handlers.
+	Decorate func(name string, h Handler) Handler
 }
 
 // Handler handles one event. ctx carries the consumer span (a child of the producer's span)
@@ -131,6 +135,8 @@ type Router struct {
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
 	metrics routerMetrics
+	// decorate wraps each added handler (RouterConfig.Decorate).
+	decorate func(name string, h Handler) Handler
 
 	mu       sync.Mutex
 	handlers map[string]bool
@@ -184,6 +190,7 @@ func NewRouter(cfg RouterConfig, log *slog.Logger) (*Router, error) {
 		prop:     cfg.Propagator,
 		metrics:  metrics,
 		handlers: map[string]bool{},
+		decorate: cfg.Decorate,
 	}
 
 	poison, err := middleware.PoisonQueueWithFilter(cfg.DeadLetters, DeadLetterTopic, isDeadLetter)
@@ -225,6 +232,9 @@ func (r *Router) AddHandler(name, topic string, sub message.Subscriber, h Handle
 		return fmt.Errorf("events: handler %s is already registered", name)
 	}
 	r.handlers[name] = true
+	if r.decorate != nil {
+		h = r.decorate(name, h)
+	}
 	r.wm.AddConsumerHandler(name, topic, sub, func(msg *message.Message) error {
 		env, err := Decode(msg)
 		if err != nil {

@@ -484,3 +484,50 @@ func TestRouterRunReportsSubscribeFailure(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+func TestDecorateWrapsEveryHandlerWithItsName(t *testing.T) {
+	gc := gochannel.NewGoChannel(gochannel.Config{}, nil)
+	t.Cleanup(func() { _ = gc.Close() })
+	var wrapped sync.Map
+	r, err := NewRouter(RouterConfig{
+		DeadLetters:  gc,
+		CloseTimeout: 5 * time.Second,
+		Decorate: func(name string, h Handler) Handler {
+			return func(ctx context.Context, ev Envelope) error {
+				wrapped.Store(name, ev.ID)
+				return h(ctx, ev)
+			}
+		},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c calls
+	if err := r.AddHandler(testHandler, testTopic, gc, func(_ context.Context, ev Envelope) error {
+		c.record(ev)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-r.Running()
+
+	env, err := New("post.created", "author-1", "test", map[string]string{"k": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := NewMessage(context.Background(), env, testPropagator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.Publish(testTopic, msg); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the handler runs", func() bool { return c.count() == 1 })
+	if id, ok := wrapped.Load(testHandler); !ok || id != env.ID {
+		t.Fatalf("decorator saw %v for handler %q, want event %s", id, testHandler, env.ID)
+	}
+}
