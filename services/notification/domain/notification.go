@@ -1,0 +1,241 @@
+package domain
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/piazza-social/piazza/api/eventsv1"
+)
+
+// Notification is one entry of a user's inbox.
+type Notification struct {
+	// UserID is the recipient.
+	UserID string
+	// Seq is the entry's place in the recipient's inbox: 1, 2, 3, … per user, strictly
+	// increasing in the order the entries were stored, never reused.
+	Seq int64
+	// EventID is the id of the domain event that caused the notification; a user gets at most
+	// one notification per event.
+	EventID string
+	// Type is the event type, e.g. "post.created".
+	Type string
+	// Data is the JSON object clients receive (see Trigger.Data for its shape per type).
+	Data json.RawMessage
+	// CreatedAt is when the event happened (its occurred_at), UTC, microsecond precision.
+	CreatedAt time.Time
+	// Read reports whether the recipient's read marker has reached Seq.
+	Read bool
+}
+
+// Draft is the notification an event makes, before it has a recipient and a sequence number:
+// every recipient of one event gets the same draft.
+type Draft struct {
+	EventID   string
+	Type      string
+	Data      json.RawMessage
+	CreatedAt time.Time
+}
+
+// Audience says who an event notifies.
+type Audience int
+
+// The audiences.
+const (
+	// AudienceNobody: the event notifies no one (e.g. liking your own post).
+	AudienceNobody Audience = iota
+	// AudienceUser: the event notifies Trigger.Recipient.
+	AudienceUser
+	// AudienceFollowers: the event notifies every follower of the actor.
+	AudienceFollowers
+)
+
+// String names the audience, for logs.
+func (a Audience) String() string {
+	switch a {
+	case AudienceNobody:
+		return "nobody"
+	case AudienceUser:
+		return "user"
+	case AudienceFollowers:
+		return "followers"
+	}
+	return fmt.Sprintf("audience(%d)", int(a))
+}
+
+// Actor is the user whose action a notification reports.
+type Actor struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+// PreviewLength is how many characters of a post's or comment's text a notification carries.
+const PreviewLength = 140
+
+// Preview returns the first PreviewLength characters (runes) of text, after trimming the
+// white space around it. A notification is a pointer to the post, not a copy of it.
+func Preview(text string) string {
+	text = strings.TrimSpace(text)
+	n := 0
+	for i := range text {
+		if n == PreviewLength {
+			return strings.TrimRightFunc(text[:i], unicode.IsSpace)
+		}
+		n++
+	}
+	return text
+}
+
+// Trigger is a domain event read as a cause of notifications: who acted, who is told, and what
+// the notification says. Build one with PostCreated, PostLiked, PostCommented or UserFollowed.
+type Trigger struct {
+	EventID    string
+	Type       string
+	OccurredAt time.Time
+	// Actor is who acted. Actor.Username may be empty until the application fills it in.
+	Actor Actor
+	// Audience says who is told; Recipient is that user when Audience is AudienceUser.
+	Audience  Audience
+	Recipient string
+
+	postID    string
+	commentID string
+	text      string
+}
+
+// required reports every empty value of kv (name, value, name, value, …) as an
+// ErrInvalidEventFields field error, or nil.
+func required(kv ...string) error {
+	var f fields
+	for i := 0; i+1 < len(kv); i += 2 {
+		if strings.TrimSpace(kv[i+1]) == "" {
+			f.add(kv[i], ErrInvalidEventFields)
+		}
+	}
+	return f.err()
+}
+
+func base(eventID, typ string, at time.Time, actorID string) Trigger {
+	return Trigger{EventID: eventID, Type: typ, OccurredAt: at.UTC().Truncate(time.Microsecond), Actor: Actor{ID: actorID}}
+}
+
+// single makes the trigger notify recipient, unless the recipient is the actor: nobody is told
+// about their own action.
+func (t Trigger) single(recipient string) Trigger {
+	if recipient == t.Actor.ID {
+		t.Audience = AudienceNobody
+		return t
+	}
+	t.Audience, t.Recipient = AudienceUser, recipient
+	return t
+}
+
+// PostCreated: authorID published post postID; every follower of the author is told.
+func PostCreated(eventID string, at time.Time, postID, authorID, text string) (Trigger, error) {
+	if err := required("event_id", eventID, "post_id", postID, "author_id", authorID); err != nil {
+		return Trigger{}, err
+	}
+	t := base(eventID, eventsv1.PostCreated, at, authorID)
+	t.Audience, t.postID, t.text = AudienceFollowers, postID, Preview(text)
+	return t, nil
+}
+
+// PostLiked: likerID liked authorID's post postID; the author is told, unless they liked their
+// own post.
+func PostLiked(eventID string, at time.Time, postID, authorID, likerID string) (Trigger, error) {
+	if err := required("event_id", eventID, "post_id", postID, "author_id", authorID, "liker_id", likerID); err != nil {
+		return Trigger{}, err
+	}
+	t := base(eventID, eventsv1.PostLiked, at, likerID)
+	t.postID = postID
+	return t.single(authorID), nil
+}
+
+// PostCommented: commenterID commented (comment commentID) on authorID's post postID; the
+// author is told, unless they commented on their own post.
+func PostCommented(eventID string, at time.Time, postID, authorID, commentID, commenterID, text string) (Trigger, error) {
+	if err := required("event_id", eventID, "post_id", postID, "author_id", authorID,
+		"comment_id", commentID, "commenter_id", commenterID); err != nil {
+		return Trigger{}, err
+	}
+	t := base(eventID, eventsv1.PostCommented, at, commenterID)
+	t.postID, t.commentID, t.text = postID, commentID, Preview(text)
+	return t.single(authorID), nil
+}
+
+// UserFollowed: followerID (whose username the event may carry) started following
+// followeeID; the followee is told.
+func UserFollowed(eventID string, at time.Time, followerID, followerUsername, followeeID string) (Trigger, error) {
+	if err := required("event_id", eventID, "follower_id", followerID, "followee_id", followeeID); err != nil {
+		return Trigger{}, err
+	}
+	t := base(eventID, eventsv1.UserFollowed, at, followerID)
+	t.Actor.Username = followerUsername
+	return t.single(followeeID), nil
+}
+
+// Notifies reports whether userID is told about the event, as one of its audience: for a
+// fan-out to followers every follower but the actor; for a single recipient that user.
+func (t Trigger) Notifies(userID string) bool {
+	switch t.Audience {
+	case AudienceUser:
+		return userID == t.Recipient
+	case AudienceFollowers:
+		return userID != "" && userID != t.Actor.ID
+	}
+	return false
+}
+
+// Data is the JSON object a notification carries to clients (the `data` of the SSE event and
+// of GET /v1/notifications items). Every type has "actor" ({"id", "username"}: who acted;
+// username is "" if the account no longer exists). Per type:
+//
+//	post.created    {"actor", "post_id", "author": {"id", "username"} (the actor again), "text"}
+//	post.liked      {"actor", "post_id"}
+//	post.commented  {"actor", "post_id", "comment_id", "text"}
+//	user.followed   {"actor"}
+//
+// "text" is a preview: the first PreviewLength (140) characters of the post or comment, trimmed.
+// Fields are only ever added to these shapes.
+func (t Trigger) Data() (json.RawMessage, error) {
+	var v any
+	switch t.Type {
+	case eventsv1.PostCreated:
+		v = struct {
+			Actor  Actor  `json:"actor"`
+			PostID string `json:"post_id"`
+			Author Actor  `json:"author"`
+			Text   string `json:"text"`
+		}{t.Actor, t.postID, t.Actor, t.text}
+	case eventsv1.PostLiked:
+		v = struct {
+			Actor  Actor  `json:"actor"`
+			PostID string `json:"post_id"`
+		}{t.Actor, t.postID}
+	case eventsv1.PostCommented:
+		v = struct {
+			Actor     Actor  `json:"actor"`
+			PostID    string `json:"post_id"`
+			CommentID string `json:"comment_id"`
+			Text      string `json:"text"`
+		}{t.Actor, t.postID, t.commentID, t.text}
+	case eventsv1.UserFollowed:
+		v = struct {
+			Actor Actor `json:"actor"`
+		}{t.Actor}
+	default:
+		return nil, fmt.Errorf("notification domain: no data shape for event type %q", t.Type)
+	}
+	return json.Marshal(v)
+}
+
+// Draft returns the notification every recipient of the event gets.
+func (t Trigger) Draft() (Draft, error) {
+	data, err := t.Data()
+	if err != nil {
+		return Draft{}, err
+	}
+	return Draft{EventID: t.EventID, Type: t.Type, Data: data, CreatedAt: t.OccurredAt}, nil
+}
