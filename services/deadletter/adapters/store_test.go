@@ -1,0 +1,13 @@
+package adapters_test
+
+import (
+	"testing"
+
+	"github.com/piazza-social/piazza/platform/database"
+	"github.com/piazza-social/piazza/platform/database/databasetest"
+	"github.com/piazza-social/piazza/services/deadletter/adapters/storetest"
+)
+
+func TestStoreContractOnSQLite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) *database.DB { return databasetest.OpenSQLite(t) })
+}
