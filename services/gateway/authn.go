@@ -34,6 +34,19 @@ func (s *Service) authenticated(h web.HandlerFunc) web.HandlerFunc {
 	}
 }
 
+// optionallyAuthenticated decorates a handler that anybody may call and that answers a known
+// caller a little differently (liked_by_me): without an Authorization header the caller is
+// anonymous (callerFrom returns zero claims); with one, the token must be valid as for
+// [Service.authenticated] — a bad token is an error, not anonymity.
+func (s *Service) optionallyAuthenticated(h web.HandlerFunc) web.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if len(r.Header.Values("Authorization")) == 0 {
+			return h(w, r)
+		}
+		return s.authenticated(h)(w, r)
+	}
+}
+
 func (s *Service) authenticate(r *http.Request) (auth.Claims, error) {
 	ctx := r.Context()
 	token, err := bearerToken(r.Header.Values("Authorization"))
@@ -47,12 +60,20 @@ func (s *Service) authenticate(r *http.Request) (auth.Claims, error) {
 	if c.UserID == "" || c.SessionID == "" {
 		return auth.Claims{}, errs.New(errs.TokenInvalid, "The access token does not name a user and a session.")
 	}
-	// Local verification cannot know about logout or refresh-token reuse, which end the session
-	// before its access tokens expire: user-service can.
-	if _, err := s.users.CheckSession(ctx, &userv1.CheckSessionRequest{SessionId: c.SessionID, UserId: c.UserID}); err != nil {
-		return auth.Claims{}, sessionError(err)
+	if err := s.checkSession(ctx, c.UserID, c.SessionID); err != nil {
+		return auth.Claims{}, err
 	}
 	return c, nil
+}
+
+// checkSession asks user-service whether the session is still open. Local verification cannot
+// know about logout or refresh-token reuse, which end the session before its access tokens
+// expire: user-service can.
+func (s *Service) checkSession(ctx context.Context, userID, sessionID string) error {
+	if _, err := s.users.CheckSession(ctx, &userv1.CheckSessionRequest{SessionId: sessionID, UserId: userID}); err != nil {
+		return sessionError(err)
+	}
+	return nil
 }
 
 // bearerToken extracts the token of the request's "Authorization: Bearer <token>" header with

@@ -19,9 +19,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	notificationv1 "github.com/piazza-social/piazza/gen/piazza/notification/v1"
+	postv1 "github.com/piazza-social/piazza/gen/piazza/post/v1"
+	presencev1 "github.com/piazza-social/piazza/gen/piazza/presence/v1"
 	userv1 "github.com/piazza-social/piazza/gen/piazza/user/v1"
 	"github.com/piazza-social/piazza/platform/auth"
 	"github.com/piazza-social/piazza/platform/errs"
@@ -30,6 +34,8 @@ import (
 	"github.com/piazza-social/piazza/platform/web"
 	"github.com/piazza-social/piazza/services/gateway"
 	"github.com/piazza-social/piazza/services/gateway/gatewaytest"
+	"github.com/piazza-social/piazza/services/gateway/stream"
+	"github.com/piazza-social/piazza/services/gateway/tickets"
 )
 
 // The in-process fakes of the gateway's dependencies, and the harness that serves the gateway
@@ -158,9 +164,9 @@ func (f *fakeUsers) startSession(userID, sid string) *userv1.AuthResponse {
 		f.sessions[sid] = &fakeSession{userID: userID}
 	}
 	at, rt := f.next("at-"), f.next("rt-")
-	f.access[at] = auth.Claims{UserID: userID, SessionID: sid}
-	f.refresh[rt] = sid
 	now := f.clock.Now()
+	f.access[at] = auth.Claims{UserID: userID, SessionID: sid, IssuedAt: now, ExpiresAt: now.Add(accessTTL)}
+	f.refresh[rt] = sid
 	return &userv1.AuthResponse{
 		User:                  f.view(userID, userID),
 		AccessToken:           at,
@@ -276,6 +282,21 @@ func (f *fakeUsers) GetUser(_ context.Context, r *userv1.GetUserRequest) (*userv
 		return nil, errs.New(errs.NotFound, "No such user.")
 	}
 	return &userv1.GetUserResponse{User: f.view(id, r.GetCallerId())}, nil
+}
+
+func (f *fakeUsers) GetUsers(_ context.Context, r *userv1.GetUsersRequest) (*userv1.GetUsersResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("GetUsers"); err != nil {
+		return nil, err
+	}
+	resp := &userv1.GetUsersResponse{}
+	for _, id := range r.GetIds() {
+		if _, ok := f.users[id]; ok {
+			resp.Users = append(resp.Users, f.view(id, ""))
+		}
+	}
+	return resp, nil
 }
 
 func (f *fakeUsers) UpdateProfile(_ context.Context, r *userv1.UpdateProfileRequest) (*userv1.UpdateProfileResponse, error) {
@@ -475,6 +496,17 @@ type harness struct {
 	contract *gatewaytest.Contract
 	handler  http.Handler
 	logs     *syncBuffer
+
+	// The real-time side's fakes (fakes_realtime_test.go).
+	posts         *fakePosts
+	inbox         *fakeInbox
+	presenceSvc   *fakePresenceService
+	presenceStore *fakePresenceStore
+	push          *fakePush
+	events        *fakeEvents
+	tickets       *tickets.Memory
+	metrics       *sdkmetric.ManualReader
+	baseURL       string // set by start
 }
 
 // newHarness starts fakeUsers behind a gRPC server on loopback and builds a gateway on it;
@@ -485,9 +517,20 @@ func newHarness(t testing.TB, edit ...func(*gateway.Config)) *harness {
 	h.users = newFakeUsers(h.clock)
 	h.limiter = newRecordingLimiter(t, h.clock)
 	h.contract = gatewaytest.LoadContract(t)
+	h.posts = newFakePosts(h.clock)
+	h.inbox = newFakeInbox(h.clock)
+	h.presenceSvc = &fakePresenceService{}
+	h.presenceStore = newFakePresenceStore()
+	h.push = newFakePush()
+	h.events = &fakeEvents{}
+	h.tickets = tickets.NewMemory(tickets.MemoryConfig{Now: h.clock.Now})
+	h.metrics = sdkmetric.NewManualReader()
 
 	srv := rpc.NewServer(rpc.ServerConfig{Addr: "127.0.0.1:0"}, nil)
 	userv1.RegisterUserServiceServer(srv, h.users)
+	postv1.RegisterPostServiceServer(srv, h.posts)
+	notificationv1.RegisterNotificationServiceServer(srv, h.inbox)
+	presencev1.RegisterPresenceServiceServer(srv, h.presenceSvc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -513,6 +556,8 @@ func newHarness(t testing.TB, edit ...func(*gateway.Config)) *harness {
 	// A real SDK tracer provider, so problems carry valid trace and span ids as in production.
 	tp := sdktrace.NewTracerProvider()
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.metrics))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	cfg := gateway.Config{
 		Addr:           "127.0.0.1:0",
 		Users:          userv1.NewUserServiceClient(conn),
@@ -520,7 +565,23 @@ func newHarness(t testing.TB, edit ...func(*gateway.Config)) *harness {
 		Limiter:        h.limiter,
 		Now:            h.clock.Now,
 		TracerProvider: tp,
+		MeterProvider:  mp,
 		Propagator:     propagation.TraceContext{},
+
+		Posts:         postv1.NewPostServiceClient(conn),
+		Notifications: notificationv1.NewNotificationServiceClient(conn),
+		Presence:      presencev1.NewPresenceServiceClient(conn),
+		PresenceStore: h.presenceStore,
+		Push:          h.push,
+		InstanceID:    "gw-test",
+		Events:        h.events,
+		Tickets:       h.tickets,
+		SSE: stream.Tuning{
+			// The sweep runs often on the real clock; what it compares is the fake clock's
+			// time, which the tests advance.
+			Sweep:        5 * time.Millisecond,
+			EventBackoff: time.Millisecond,
+		},
 	}
 	for _, e := range edit {
 		e(&cfg)

@@ -1,0 +1,449 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/piazza-social/piazza/platform/presence"
+)
+
+// reason is why a stream ended; it is the cause its context is cancelled with, and the
+// "reason" attribute of the disconnect metric.
+type reason string
+
+func (r reason) Error() string { return "stream closed: " + string(r) }
+
+const (
+	reasonClientClosed reason = "client_closed" // the client went away
+	reasonSlowConsumer reason = "slow_consumer" // its queue was full when a delivery arrived
+	reasonWriteTimeout reason = "write_timeout"
+	reasonWriteError   reason = "write_error"
+	reasonTokenExpired reason = "token_expired"
+	reasonMaxLifetime  reason = "max_lifetime"
+	reasonShutdown     reason = "shutdown"
+	reasonInboxError   reason = "inbox_error" // replay or catch-up could not read the inbox
+)
+
+// frame is one item of a connection's queue: a live notification, encoded once for every
+// connection of its user, or the hub's heartbeat.
+type frame struct {
+	seq      int64
+	data     []byte
+	occurred int64 // Batch.OccurredAt in Unix nanoseconds, 0 if unknown
+}
+
+// maxBatch bounds the queued frames written before one flush.
+const maxBatch = 64
+
+// conn is one stream. The hub's goroutines (reader, sweep, presence ticker) only ever offer it
+// frames, close it and renew its presence; everything else, every write included, happens on
+// the goroutine of its HTTP handler, the writer.
+type conn struct {
+	hub       *Hub
+	key       presence.Connection
+	ctx       context.Context // cancelled, with a reason as cause, when the stream must end
+	cancel    context.CancelCauseFunc
+	queue     chan *frame
+	expires   int64 // token expiry, Unix ns; 0: none
+	endOfLife int64 // Unix ns
+	lastWrite atomic.Int64
+
+	// mu orders the writer's arming of a write deadline against an abort by close: a close
+	// that aborts sets the deadline in the past, and the writer never arms after that.
+	mu      sync.Mutex
+	rc      *http.ResponseController // nil outside the stream
+	aborted bool
+
+	// pmu orders presence renewals against the final Unregister, so that a late renewal
+	// cannot bring a closed connection's entry back.
+	pmu  sync.Mutex
+	gone bool
+
+	// The writer's own state.
+	w        http.ResponseWriter
+	flush    func() error
+	lastSent int64   // the sequence number of the last notification written
+	err      error   // the first write or inbox failure
+	broken   bool    // a write or flush failed: the connection is unusable
+	pending  []int64 // occurred times of the live frames written since the last flush
+	wrote    bool    // something was written since the last flush
+}
+
+// offer queues a live frame without blocking; a connection whose queue is full is closed.
+func (c *conn) offer(ctx context.Context, f *frame) {
+	if c.ctx.Err() != nil {
+		return
+	}
+	select {
+	case c.queue <- f:
+	default:
+		c.hub.m.dropped.Add(ctx, 1)
+		c.close(reasonSlowConsumer, true)
+	}
+}
+
+// offerPing queues a heartbeat unless the queue holds something already.
+func (c *conn) offerPing(ping *frame) {
+	if c.ctx.Err() != nil {
+		return
+	}
+	select {
+	case c.queue <- ping:
+	default:
+	}
+}
+
+// close ends the stream with reason r, unless it is ending already. With abort, a write in
+// progress is interrupted at once (the client is not reading, and the writer must not wait out
+// its write deadline); without, the writer finishes its write and sends the reason's final
+// event, if any.
+func (c *conn) close(r reason, abort bool) {
+	if c.ctx.Err() != nil {
+		return
+	}
+	c.cancel(r)
+	if !abort {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.aborted = true
+	if c.rc != nil {
+		_ = c.rc.SetWriteDeadline(time.Now())
+	}
+}
+
+func (c *conn) bind(w http.ResponseWriter, rc *http.ResponseController, flush func() error) {
+	c.w, c.flush = w, flush
+	c.mu.Lock()
+	c.rc = rc
+	aborted := c.aborted
+	c.mu.Unlock()
+	if aborted {
+		c.err = errAborted
+	}
+}
+
+// unbind forgets the response writer: it must not be touched once the handler returns.
+func (c *conn) unbind() {
+	c.mu.Lock()
+	c.rc = nil
+	c.mu.Unlock()
+}
+
+var errAborted = errors.New("stream: aborted")
+
+// arm sets the write deadline of the writes that follow.
+func (c *conn) arm() {
+	if c.err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.aborted {
+		c.err = errAborted
+		return
+	}
+	if err := c.rc.SetWriteDeadline(time.Now().Add(c.hub.t.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		c.err, c.broken = err, true
+	}
+}
+
+func (c *conn) write(p []byte) {
+	if c.err != nil {
+		return
+	}
+	if _, err := c.w.Write(p); err != nil {
+		c.err, c.broken = err, true
+		return
+	}
+	c.wrote = true
+}
+
+// commit flushes what was written to the client, and then counts it as delivered.
+func (c *conn) commit() {
+	if c.err != nil || !c.wrote {
+		return
+	}
+	// Taken before the flush: once the client has the bytes, the write is in the past.
+	at := c.hub.now().UnixNano()
+	if err := c.flush(); err != nil {
+		c.err, c.broken = err, true
+		return
+	}
+	c.wrote = false
+	c.lastWrite.Store(at)
+	if len(c.pending) > 0 {
+		now := time.Now().UnixNano()
+		for _, occurred := range c.pending {
+			if occurred != 0 {
+				c.hub.m.latency.Record(c.ctx, time.Duration(now-occurred).Seconds())
+			}
+		}
+		c.hub.m.delivered.Add(c.ctx, int64(len(c.pending)))
+		c.pending = c.pending[:0]
+	}
+}
+
+// run writes the stream until it ends and returns why. lastSeq is the user's newest sequence
+// number when the stream started.
+func (c *conn) run(cl Client, lastSeq int64) reason {
+	c.arm()
+	c.write(retryFrame(c.hub.retryHint()))
+	switch {
+	case !cl.Resume:
+		// A new client fetched the inbox itself, or has no use for the past: live from now.
+		c.lastSent = lastSeq
+	case cl.LastEventID > lastSeq || lastSeq-cl.LastEventID > int64(c.hub.t.ReplayLimit):
+		// Too far behind to replay, or ahead of the inbox (an id from an inbox that was
+		// reset): start over.
+		c.commit()
+		c.resync()
+	default:
+		c.commit()
+		c.lastSent = cl.LastEventID
+		c.catchUp()
+	}
+	c.commit()
+	for c.err == nil && c.ctx.Err() == nil {
+		select {
+		case <-c.ctx.Done():
+		case f := <-c.queue:
+			c.arm()
+			c.handle(f)
+			c.drain()
+			c.commit()
+		}
+	}
+	if c.err != nil {
+		c.close(c.failure(), false)
+	}
+	r := c.reason()
+	c.farewell(r)
+	// net/http ends the response (the chunked body's terminator) after the handler returns,
+	// then clears the deadline: give that last write a deadline of its own, unless the
+	// connection is broken or aborted.
+	if !c.broken {
+		c.err = nil
+		c.arm()
+	}
+	return r
+}
+
+// drain handles what else is queued, up to maxBatch frames in all, so that one flush sends
+// them together.
+func (c *conn) drain() {
+	for n := 1; n < maxBatch && c.err == nil; n++ {
+		select {
+		case f := <-c.queue:
+			c.handle(f)
+		default:
+			return
+		}
+	}
+}
+
+// handle writes one queued frame, keeping the notifications in sequence.
+func (c *conn) handle(f *frame) {
+	if f == c.hub.ping {
+		if !c.wrote {
+			c.write(f.data)
+		}
+		return
+	}
+	switch {
+	case f.seq <= c.lastSent:
+		// Already sent: replayed from the inbox, or delivered twice.
+		c.hub.m.duplicates.Add(c.ctx, 1)
+		return
+	case f.seq > c.lastSent+1:
+		// A gap: what came before was lost on the way (push is best effort) or is still on
+		// it. The inbox has it.
+		c.commit()
+		if f.seq-c.lastSent-1 > int64(c.hub.t.ReplayLimit) {
+			c.resync()
+		} else {
+			c.catchUp()
+		}
+		if c.err != nil || f.seq <= c.lastSent {
+			return
+		}
+		// Still missing from the inbox, which stores before it publishes: a hole in the
+		// sequence. Go on rather than stall.
+		c.arm()
+	}
+	c.write(f.data)
+	if c.err == nil {
+		c.lastSent = f.seq
+		c.pending = append(c.pending, f.occurred)
+	}
+}
+
+// catchUp sends the inbox's notifications after lastSent, oldest first, a page at a time, up
+// to ReplayLimit of them; when there are more, it resyncs instead of going on.
+func (c *conn) catchUp() {
+	budget := c.hub.t.ReplayLimit
+	for c.err == nil {
+		resp, err := c.hub.listSince(c.ctx, c.key.UserID, c.lastSent, budget)
+		if err != nil {
+			c.err = inboxError{err}
+			return
+		}
+		c.arm()
+		progressed := false
+		for _, p := range resp.GetItems() {
+			if p.GetSeq() <= c.lastSent {
+				continue
+			}
+			n, err := NotificationFromProto(p)
+			if err != nil {
+				c.hub.log.LogAttrs(c.ctx, slog.LevelWarn, "notification with malformed data sent with empty data",
+					slog.String("user_id", c.key.UserID), slog.Int64("seq", p.GetSeq()), slog.String("error", err.Error()))
+			}
+			data, err := notificationFrame(n)
+			if err != nil {
+				c.err = inboxError{err}
+				return
+			}
+			c.write(data)
+			if c.err != nil {
+				return
+			}
+			c.lastSent = n.Seq
+			budget--
+			progressed = true
+			c.hub.m.replayed.Add(c.ctx, 1)
+		}
+		c.commit()
+		switch {
+		case !resp.GetHasMore():
+			return
+		case budget <= 0:
+			c.resync()
+			return
+		case !progressed:
+			// More promised but nothing new given: do not spin on it.
+			c.err = inboxError{errors.New("inbox: ListSince reported more but returned nothing new")}
+			return
+		}
+	}
+}
+
+// resync tells the client to fetch its inbox, and continues live from the newest
+// notification. The event carries that notification's sequence number as its id, so that a
+// reconnecting client resumes from there.
+func (c *conn) resync() {
+	if c.err != nil {
+		return
+	}
+	uc, err := c.hub.unreadCount(c.ctx, c.key.UserID)
+	if err != nil {
+		c.err = inboxError{err}
+		return
+	}
+	c.lastSent = uc.GetLastSeq()
+	c.arm()
+	c.write(resyncFrame(c.lastSent))
+	c.commit()
+	c.hub.m.resyncs.Add(c.ctx, 1)
+}
+
+type inboxError struct{ err error }
+
+func (e inboxError) Error() string { return "stream: read the inbox: " + e.err.Error() }
+func (e inboxError) Unwrap() error { return e.err }
+
+// failure maps the writer's error to a reason.
+func (c *conn) failure() reason {
+	var ie inboxError
+	switch {
+	case c.ctx.Err() != nil:
+		return c.reason() // the error came from the stream being closed
+	case errors.As(c.err, &ie):
+		c.hub.log.LogAttrs(c.ctx, slog.LevelWarn, "event stream closed: the inbox could not be read",
+			slog.String("user_id", c.key.UserID), slog.String("error", ie.err.Error()))
+		return reasonInboxError
+	case errors.Is(c.err, os.ErrDeadlineExceeded):
+		return reasonWriteTimeout
+	}
+	return reasonWriteError
+}
+
+// reason is why the stream ended (or is ending).
+func (c *conn) reason() reason {
+	var r reason
+	if errors.As(context.Cause(c.ctx), &r) {
+		return r
+	}
+	return reasonClientClosed
+}
+
+// farewell sends the final event of a stream the server ends on purpose, best effort.
+func (c *conn) farewell(r reason) {
+	var ev []byte
+	switch r {
+	case reasonTokenExpired:
+		ev = tokenExpiredFrame
+	case reasonMaxLifetime, reasonShutdown:
+		ev = reconnectFrame
+	default:
+		return
+	}
+	if c.broken {
+		return
+	}
+	c.err = nil
+	c.arm()
+	c.write(ev)
+	c.commit()
+}
+
+// Frames.
+var (
+	tokenExpiredFrame = []byte("event: token_expired\ndata: {}\n\n")
+	reconnectFrame    = []byte("event: reconnect\ndata: {}\n\n")
+)
+
+func retryFrame(ms int64) []byte {
+	b := append([]byte("retry: "), strconv.FormatInt(ms, 10)...)
+	return append(b, "\n\n"...)
+}
+
+func resyncFrame(lastSeq int64) []byte {
+	s := strconv.FormatInt(lastSeq, 10)
+	return []byte("id: " + s + "\nevent: resync\ndata: {\"last_seq\":" + s + "}\n\n")
+}
+
+// flusherOf returns the flush of w that reports errors: the innermost writer's FlushError when
+// there is one (middleware wrappers only forward Flush, which loses the error), else its Flush.
+// It returns nil if w cannot flush at all.
+func flusherOf(w http.ResponseWriter) func() error {
+	var plain http.Flusher
+	for {
+		if f, ok := w.(interface{ FlushError() error }); ok {
+			return f.FlushError
+		}
+		if f, ok := w.(http.Flusher); ok && plain == nil {
+			plain = f
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
+	if plain == nil {
+		return nil
+	}
+	return func() error {
+		plain.Flush()
+		return nil
+	}
+}
