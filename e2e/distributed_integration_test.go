@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"path/filepath"
+
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/auth"
 	"github.com/piazza-social/piazza/platform/events"
@@ -17,43 +19,54 @@ import (
 	"github.com/piazza-social/piazza/platform/logging"
 )
 
-// deployment is user-service and two gateway instances, each its own process, on the real
+// deployment is every service in its own process, plus two gateway instances, on the real
 // PostgreSQL, Kafka and Redis.
 type deployment struct {
-	gw1, gw2 *client
+	gw1, gw2         *client
+	gw2proc          *proc
+	deadLetterDB     string
+	kafka, failpoint string
 }
 
 func startDistributed(t *testing.T, gatewayArgs ...string) deployment {
 	t.Helper()
 	kafka := strings.Join(infratest.KafkaBrokers(t), ",")
 	redisAddr := infratest.RedisAddr(t)
+	// Each deployment has Redis keys of its own: limiter state of earlier runs must not leak in.
+	prefix := "e2e" + uniqueSuffix() + ":"
 	keys := t.TempDir()
 	if _, err := auth.GenerateKeyFile(keys); err != nil {
 		t.Fatal(err)
 	}
-	userAddr := freeAddr(t)
-	start(t, "user-service", nil, append([]string{"serve", "--services=user",
-		"--grpc-addr", userAddr,
-		"--user-database-url", infratest.NewPostgresDatabase(t),
-		"--jwt-keys-dir", keys,
-		"--kafka-brokers", kafka,
-	}, fastHashing...)...)
+	d := deployment{kafka: kafka, deadLetterDB: infratest.NewPostgresDatabase(t), failpoint: filepath.Join(t.TempDir(), "fail-likes")}
+	common := []string{"--kafka-brokers", kafka, "--redis-addr", redisAddr, "--redis-prefix", prefix,
+		"--presence-ttl=3s", "--presence-heartbeat=1s", "--event-max-attempts=3"}
+	addrs := map[string]string{}
+	serve := func(name string, args ...string) *proc {
+		addr := freeAddr(t)
+		addrs[name] = addr
+		return start(t, name+"-service", nil, append(append([]string{"serve", "--services=" + name, "--grpc-addr", addr}, common...), args...)...)
+	}
+	serve("user", append([]string{"--user-database-url", infratest.NewPostgresDatabase(t), "--jwt-keys-dir", keys}, fastHashing...)...)
+	peers := func() []string {
+		return []string{"--user-service-addr", addrs["user"], "--post-service-addr", addrs["post"],
+			"--notification-service-addr", addrs["notification"], "--presence-service-addr", addrs["presence"]}
+	}
+	serve("post", "--post-database-url", infratest.NewPostgresDatabase(t), "--user-service-addr", addrs["user"])
+	serve("notification", "--notification-database-url", infratest.NewPostgresDatabase(t), "--user-service-addr", addrs["user"],
+		"--failpoint=post.liked@"+d.failpoint)
+	serve("presence", "--presence-database-url", infratest.NewPostgresDatabase(t))
+	serve("deadletter", "--deadletter-database-url", d.deadLetterDB)
 
-	// Each deployment has Redis keys of its own: limiter state of earlier runs must not leak in.
-	prefix := "e2e" + uniqueSuffix() + ":"
 	var gws []*client
 	for _, name := range []string{"gateway-1", "gateway-2"} {
 		httpAddr := freeAddr(t)
-		start(t, name, nil, append([]string{"serve", "--services=gateway",
-			"--http-addr", httpAddr,
-			"--user-service-addr", userAddr,
-			"--redis-addr", redisAddr,
-			"--redis-prefix", prefix,
-			"--kafka-brokers", kafka,
-		}, gatewayArgs...)...)
+		p := start(t, name, nil, append(append(append([]string{"serve", "--services=gateway", "--http-addr", httpAddr}, common...), peers()...), gatewayArgs...)...)
 		gws = append(gws, newClient(t, httpAddr))
+		d.gw2proc = p
 	}
-	return deployment{gw1: gws[0], gw2: gws[1]}
+	d.gw1, d.gw2 = gws[0], gws[1]
+	return d
 }
 
 // uniqueSuffix keeps usernames of repeated runs apart in the shared Redis limiter keys.
@@ -121,4 +134,32 @@ func TestDistributedLoginLimitHoldsAcrossGatewayInstances(t *testing.T) {
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("429 without Retry-After")
 	}
+}
+
+func TestDistributedRealtimeAcrossGatewaysWithReplayDeadLettersAndPresence(t *testing.T) {
+	d := startDistributed(t, "--signup-limit-per-address=100/1m:100", "--login-limit-per-address=100/1m:100")
+	token, name := realtimeScenario(t, realtime{
+		gw1: d.gw1, gw2: d.gw2, failpoint: d.failpoint,
+		dlq: func(args ...string) string {
+			return runDLQ(t, nil, append(args, "--deadletter-database-url", d.deadLetterDB, "--kafka-brokers", d.kafka)...)
+		},
+	}, uniqueSuffix())
+
+	// Presence: online while A holds a stream on gateway 2; offline, with a last-seen time,
+	// once gateway 2 dies without a word and its entries age out.
+	d.gw2.openStream(token, "")
+	waitPresence(t, d.gw1, token, name, true)
+	d.gw2proc.kill(t)
+	p := waitPresence(t, d.gw1, token, name, false)
+	if p["last_seen_at"] == nil {
+		t.Fatalf("offline without last_seen_at: %v", p)
+	}
+}
+
+// kill ends the process with SIGKILL, as a crash would; its cleanup then expects nothing.
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.killed = true
 }

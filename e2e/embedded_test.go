@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"path/filepath"
 	"testing"
 )
 
@@ -60,4 +61,15 @@ func TestEmbeddedLoginBurstEndsIn429(t *testing.T) {
 		}
 	}
 	t.Fatalf("20 wrong passwords in a row were never limited; last status %d", last.Status)
+}
+
+func TestEmbeddedRealtimeDeliveryReplayAndDeadLetters(t *testing.T) {
+	dir, addr := t.TempDir(), freeAddr(t)
+	fault := filepath.Join(t.TempDir(), "fail-likes")
+	startEmbedded(t, dir, addr, "--event-max-attempts=3", "--failpoint=post.liked@"+fault)
+	c := newClient(t, addr)
+	realtimeScenario(t, realtime{
+		gw1: c, gw2: c, failpoint: fault,
+		dlq: func(args ...string) string { return runDLQ(t, nil, append(args, "--data-dir", dir)...) },
+	}, "emb")
 }

@@ -35,7 +35,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "piazza")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../cmd/piazza").CombinedOutput()
+		out, err := exec.Command("go", "build", "-race", "-tags", "failpoints", "-o", binPath, "../cmd/piazza").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -82,6 +82,7 @@ type proc struct {
 	out       *syncBuffer
 	AdminAddr string
 	done      chan error
+	killed    bool
 }
 
 // start runs `piazza args...` with an admin address of its own, waits until /readyz answers
@@ -124,7 +125,7 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 // stop sends SIGTERM and requires a clean exit.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
-	if p.cmd.ProcessState != nil {
+	if p.killed || p.cmd.ProcessState != nil {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

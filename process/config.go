@@ -44,9 +44,21 @@ type Config struct {
 	RedisAddr    string   `flag:"redis-addr" help:"distributed mode: Redis host:port (gateway: rate limits)"`
 	RedisPrefix  string   `flag:"redis-prefix" default:"piazza:" help:"prefix of every Redis key of this deployment, so deployments can share a Redis"`
 
-	GRPCAddr        string `flag:"grpc-addr" default:"127.0.0.1:9000" help:"distributed mode: address of this process's gRPC services (user)"`
-	UserServiceAddr string `flag:"user-service-addr" help:"distributed mode: user-service gRPC address, for a gateway running without it"`
-	UserDatabaseURL string `flag:"user-database-url" help:"distributed mode: PostgreSQL URL of user-service (postgres://...)"`
+	GRPCAddr                string `flag:"grpc-addr" default:"127.0.0.1:9000" help:"distributed mode: address of this process's gRPC services"`
+	UserServiceAddr         string `flag:"user-service-addr" help:"distributed mode: user-service gRPC address, when user runs elsewhere"`
+	PostServiceAddr         string `flag:"post-service-addr" help:"distributed mode: post-service gRPC address, when post runs elsewhere"`
+	NotificationServiceAddr string `flag:"notification-service-addr" help:"distributed mode: notification-service gRPC address, when notification runs elsewhere"`
+	PresenceServiceAddr     string `flag:"presence-service-addr" help:"distributed mode: presence-service gRPC address, when presence runs elsewhere"`
+	UserDatabaseURL         string `flag:"user-database-url" help:"distributed mode: PostgreSQL URL of user-service (postgres://...)"`
+	PostDatabaseURL         string `flag:"post-database-url" help:"distributed mode: PostgreSQL URL of post-service"`
+	NotificationDatabaseURL string `flag:"notification-database-url" help:"distributed mode: PostgreSQL URL of notification-service"`
+	PresenceDatabaseURL     string `flag:"presence-database-url" help:"distributed mode: PostgreSQL URL of presence-service"`
+	DeadLetterDatabaseURL   string `flag:"deadletter-database-url" help:"distributed mode: PostgreSQL URL of the dead-letter archive"`
+
+	PresenceTTL       time.Duration `flag:"presence-ttl" default:"60s" help:"lifetime of a connection's presence entry unless renewed"`
+	PresenceHeartbeat time.Duration `flag:"presence-heartbeat" default:"20s" help:"how often a gateway renews its connections' presence entries"`
+	EventMaxAttempts  int           `flag:"event-max-attempts" default:"5" help:"attempts of an event handler before the event goes to dead_letters"`
+	Failpoint         string        `flag:"failpoint" help:"testing builds only: TYPE@PATH makes event handlers fail events of TYPE while the file PATH exists"`
 
 	JWTKeysDir      string        `flag:"jwt-keys-dir" help:"user-service: directory of the Ed25519 signing keys (*.pem; the newest signs); embedded default: <data-dir>/keys"`
 	JWTIssuer       string        `flag:"jwt-issuer" default:"piazza" help:"iss claim of access tokens"`
@@ -72,7 +84,11 @@ type Config struct {
 }
 
 // Known lists the services this binary can run, in start order.
-var Known = []string{"user", "gateway"}
+var Known = []string{"user", "post", "notification", "presence", "deadletter", "gateway"}
+
+// needsRedis lists the services that use Redis in distributed mode (presence, routing, push,
+// shared rate limits).
+var needsRedis = []string{"notification", "presence", "gateway"}
 
 // settingError names a setting by its environment variable and flag, like config.Error.
 func settingError(flagName, format string, args ...any) error {
@@ -110,20 +126,42 @@ func (c *Config) Validate() error {
 		if len(c.KafkaBrokers) == 0 {
 			return settingError("kafka-brokers", "required in distributed mode")
 		}
-		if c.Runs("user") {
-			if c.UserDatabaseURL == "" {
-				return settingError("user-database-url", "required to run user in distributed mode")
-			}
-			if c.JWTKeysDir == "" {
-				return settingError("jwt-keys-dir", "required to run user in distributed mode (the keys must be shared by its replicas)")
+		if c.Runs("user") && c.JWTKeysDir == "" {
+			return settingError("jwt-keys-dir", "required to run user in distributed mode (the keys must be shared by its replicas)")
+		}
+		for _, need := range []struct{ service, setting, value string }{
+			{"user", "user-database-url", c.UserDatabaseURL},
+			{"post", "post-database-url", c.PostDatabaseURL},
+			{"notification", "notification-database-url", c.NotificationDatabaseURL},
+			{"presence", "presence-database-url", c.PresenceDatabaseURL},
+			{"deadletter", "deadletter-database-url", c.DeadLetterDatabaseURL},
+		} {
+			if c.Runs(need.service) && need.value == "" {
+				return settingError(need.setting, "required to run %s in distributed mode", need.service)
 			}
 		}
-		if c.Runs("gateway") {
-			if c.RedisAddr == "" {
-				return settingError("redis-addr", "required to run gateway in distributed mode")
+		for _, s := range needsRedis {
+			if c.Runs(s) && c.RedisAddr == "" {
+				return settingError("redis-addr", "required to run %s in distributed mode", s)
 			}
-			if !c.Runs("user") && c.UserServiceAddr == "" {
-				return settingError("user-service-addr", "required to run gateway without user in the same process")
+		}
+		// Each service's callers need its address unless it runs in the same process.
+		for _, dep := range []struct {
+			service, setting, value string
+			callers                 []string
+		}{
+			{"user", "user-service-addr", c.UserServiceAddr, []string{"gateway", "post", "notification"}},
+			{"post", "post-service-addr", c.PostServiceAddr, []string{"gateway"}},
+			{"notification", "notification-service-addr", c.NotificationServiceAddr, []string{"gateway"}},
+			{"presence", "presence-service-addr", c.PresenceServiceAddr, []string{"gateway"}},
+		} {
+			if c.Runs(dep.service) || dep.value != "" {
+				continue
+			}
+			for _, caller := range dep.callers {
+				if c.Runs(caller) {
+					return settingError(dep.setting, "required to run %s without %s in the same process", caller, dep.service)
+				}
 			}
 		}
 	default:
@@ -137,6 +175,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return settingError("request-timeout", "must be positive")
+	}
+	if c.PresenceHeartbeat <= 0 || c.PresenceTTL < 2*c.PresenceHeartbeat {
+		return settingError("presence-ttl", "must be at least twice --presence-heartbeat (%v), so one missed heartbeat does not end a connection", c.PresenceHeartbeat)
+	}
+	if c.EventMaxAttempts < 1 || c.EventMaxAttempts > 100 {
+		return settingError("event-max-attempts", "must be in [1, 100]")
 	}
 	if c.AccessTokenTTL <= 0 {
 		return settingError("access-token-ttl", "must be positive")

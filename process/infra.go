@@ -16,6 +16,8 @@ import (
 	"github.com/piazza-social/piazza/platform/events"
 	"github.com/piazza-social/piazza/platform/events/kafkabus"
 	"github.com/piazza-social/piazza/platform/events/sqlbus"
+	"github.com/piazza-social/piazza/platform/presence"
+	"github.com/piazza-social/piazza/platform/push"
 	"github.com/piazza-social/piazza/platform/telemetry"
 )
 
@@ -23,12 +25,25 @@ import (
 // process gives up with an error naming the setting.
 const startupProbeTimeout = 10 * time.Second
 
+// liveStore is a presence store that also tells whether given connections are live (both
+// adapters are).
+type liveStore interface {
+	presence.Store
+	presence.Liveness
+}
+
 // infrastructure is what the services of one process share: built once, closed once.
 type infrastructure struct {
-	bus    events.Bus
-	redis  *redis.Client // distributed mode, when a service here needs it
-	checks map[string]admin.CheckFunc
-	closer []func() error
+	bus   events.Bus
+	redis *redis.Client // distributed mode, when a service here needs it
+	// presence and routing of connections, and the per-instance push channel: in memory in the
+	// embedded default (shared by the gateway and notification-service of the one process),
+	// in Redis when distributed.
+	presence liveStore
+	pushPub  push.Publisher
+	pushSub  push.Subscriber
+	checks   map[string]admin.CheckFunc
+	closer   []func() error
 }
 
 // Close releases everything in reverse order of opening.
@@ -40,7 +55,7 @@ func (in *infrastructure) Close(log *slog.Logger) {
 	}
 }
 
-func openInfrastructure(ctx context.Context, cfg Config, _ *telemetry.Telemetry, log *slog.Logger) (_ *infrastructure, err error) {
+func openInfrastructure(ctx context.Context, cfg Config, tel *telemetry.Telemetry, log *slog.Logger) (_ *infrastructure, err error) {
 	in := &infrastructure{checks: map[string]admin.CheckFunc{}}
 	defer func() {
 		if err != nil {
@@ -66,6 +81,16 @@ func openInfrastructure(ctx context.Context, cfg Config, _ *telemetry.Telemetry,
 		in.closer = append(in.closer, bus.Close)
 		in.bus = bus
 		in.checks["event-bus"] = db.Ping
+		mem, err := presence.NewMemory(presence.MemoryConfig{})
+		if err != nil {
+			return nil, err
+		}
+		in.presence = mem
+		pm, err := push.NewMemory(push.MemoryConfig{MeterProvider: tel.MeterProvider()}, log)
+		if err != nil {
+			return nil, err
+		}
+		in.pushPub, in.pushSub = pm, pm
 	case Distributed:
 		pctx, cancel := context.WithTimeout(ctx, startupProbeTimeout)
 		defer cancel()
@@ -87,6 +112,16 @@ func openInfrastructure(ctx context.Context, cfg Config, _ *telemetry.Telemetry,
 				return nil, settingError("redis-addr", "Redis not reachable at %s: %v", cfg.RedisAddr, err)
 			}
 			in.checks["redis"] = func(ctx context.Context) error { return in.redis.Ping(ctx).Err() }
+			rp, err := presence.NewRedis(presence.RedisConfig{Client: in.redis})
+			if err != nil {
+				return nil, err
+			}
+			in.presence = rp
+			rpush, err := push.NewRedis(push.RedisConfig{Client: in.redis, MeterProvider: tel.MeterProvider()}, log)
+			if err != nil {
+				return nil, err
+			}
+			in.pushPub, in.pushSub = rpush, rpush
 		}
 	default:
 		return nil, errors.New("unknown mode " + string(cfg.Mode))

@@ -53,14 +53,14 @@ func Run(ctx context.Context, cfg Config, version string, log *slog.Logger) erro
 		return err
 	}
 	defer infra.Close(log)
-	for name, check := range infra.checks {
-		adm.AddCheck(name, check)
-	}
 
 	// ---------------------------------------------------------------- services
 	g := lifecycle.New(log)
 	if err := addServices(ctx, g, cfg, infra, tel, log); err != nil {
 		return err
+	}
+	for name, check := range infra.checks {
+		adm.AddCheck(name, check)
 	}
 
 	// ---------------------------------------------------------------- run

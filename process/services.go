@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,15 +11,27 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	notificationv1 "github.com/piazza-social/piazza/gen/piazza/notification/v1"
+	postv1 "github.com/piazza-social/piazza/gen/piazza/post/v1"
+	presencev1 "github.com/piazza-social/piazza/gen/piazza/presence/v1"
 	userv1 "github.com/piazza-social/piazza/gen/piazza/user/v1"
 	"github.com/piazza-social/piazza/platform/auth"
 	"github.com/piazza-social/piazza/platform/database"
+	"github.com/piazza-social/piazza/platform/events"
 	"github.com/piazza-social/piazza/platform/events/outbox"
 	"github.com/piazza-social/piazza/platform/lifecycle"
 	"github.com/piazza-social/piazza/platform/ratelimit"
 	"github.com/piazza-social/piazza/platform/rpc"
 	"github.com/piazza-social/piazza/platform/telemetry"
+	"github.com/piazza-social/piazza/services/deadletter"
 	"github.com/piazza-social/piazza/services/gateway"
+	"github.com/piazza-social/piazza/services/gateway/stream"
+	"github.com/piazza-social/piazza/services/gateway/tickets"
+	"github.com/piazza-social/piazza/services/notification"
+	notificationadapters "github.com/piazza-social/piazza/services/notification/adapters"
+	"github.com/piazza-social/piazza/services/post"
+	postadapters "github.com/piazza-social/piazza/services/post/adapters"
+	presencesvc "github.com/piazza-social/piazza/services/presence"
 	"github.com/piazza-social/piazza/services/user"
 	"github.com/piazza-social/piazza/services/user/adapters"
 )
@@ -37,7 +50,36 @@ type assembly struct {
 	grpcServer *rpc.Server
 	local      *bufconn.Listener
 
-	keys *auth.KeySet // user-service's signing keys, when it runs here
+	keys  *auth.KeySet                // user-service's signing keys, when it runs here
+	conns map[string]*grpc.ClientConn // one client connection per service called
+
+	// router runs the event handlers of every service of this process.
+	router *events.Router
+}
+
+// eventRouter returns the process's event router, creating it on first use.
+func (a *assembly) eventRouter() (*events.Router, error) {
+	if a.router != nil {
+		return a.router, nil
+	}
+	decorate, err := handlerDecorator(a.cfg.Failpoint, a.log)
+	if err != nil {
+		return nil, settingError("failpoint", "%v", err)
+	}
+	r, err := events.NewRouter(events.RouterConfig{
+		DeadLetters:    a.infra.bus,
+		Retry:          events.RetryPolicy{MaxAttempts: a.cfg.EventMaxAttempts},
+		TracerProvider: a.tel.TracerProvider(),
+		MeterProvider:  a.tel.MeterProvider(),
+		Propagator:     a.tel.Propagator(),
+		Decorate:       decorate,
+	}, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.router = r
+	a.g.Add("events", r.Run)
+	return r, nil
 }
 
 // addServices builds the services cfg selects and adds each long-running part to g.
@@ -50,16 +92,34 @@ func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infras
 		Propagator:      tel.Propagator(),
 		ShutdownTimeout: cfg.ShutdownTimeout,
 	}, log)
+	if cfg.Mode == Embedded {
+		a.local = bufconn.Listen(1 << 20)
+	}
 	servesGRPC := false
-	if cfg.Runs("user") {
-		if err := a.addUser(ctx); err != nil {
+	for _, svc := range []struct {
+		name string
+		add  func(context.Context) error
+	}{
+		{"user", a.addUser},
+		{"post", a.addPost},
+		{"notification", a.addNotification},
+		{"presence", a.addPresence},
+	} {
+		if cfg.Runs(svc.name) {
+			if err := svc.add(ctx); err != nil {
+				return err
+			}
+			servesGRPC = true
+		}
+	}
+	if cfg.Runs("deadletter") {
+		if err := a.addDeadLetter(ctx); err != nil {
 			return err
 		}
-		servesGRPC = true
 	}
 	if servesGRPC {
+		a.infra.checks["grpc-listener"] = closedCheck(a.grpcServer.Ready(), "the gRPC listener is not bound yet")
 		if cfg.Mode == Embedded {
-			a.local = bufconn.Listen(1 << 20)
 			g.Add("grpc", func(ctx context.Context) error { return a.grpcServer.Serve(ctx, a.local) })
 		} else {
 			g.Add("grpc", a.grpcServer.Run)
@@ -139,8 +199,80 @@ func (a *assembly) addUser(ctx context.Context) error {
 	return nil
 }
 
+func (a *assembly) addNotification(ctx context.Context) error {
+	db, err := a.openDatabase(ctx, "notification", a.cfg.NotificationDatabaseURL, "notification-database-url", notification.Migrations)
+	if err != nil {
+		return err
+	}
+	conn, err := a.dial("user", a.cfg.UserServiceAddr)
+	if err != nil {
+		return settingError("user-service-addr", "%v", err)
+	}
+	users := notificationadapters.UserService{Client: userv1.NewUserServiceClient(conn)}
+	svc, err := notification.New(notification.Config{
+		TracerProvider: a.tel.TracerProvider(),
+		MeterProvider:  a.tel.MeterProvider(),
+		Propagator:     a.tel.Propagator(),
+	}, notification.Deps{DB: db, Followers: users, Users: users, Presence: a.infra.presence, Push: a.infra.pushPub}, a.log)
+	if err != nil {
+		return err
+	}
+	svc.Register(a.grpcServer)
+	router, err := a.eventRouter()
+	if err != nil {
+		return err
+	}
+	return svc.AddHandlers(router, a.infra.bus)
+}
+
+func (a *assembly) addPresence(ctx context.Context) error {
+	db, err := a.openDatabase(ctx, "presence", a.cfg.PresenceDatabaseURL, "presence-database-url", presencesvc.Migrations)
+	if err != nil {
+		return err
+	}
+	svc, err := presencesvc.New(presencesvc.Config{PresenceTTL: a.cfg.PresenceTTL}, presencesvc.Deps{DB: db, Presence: a.infra.presence}, a.log)
+	if err != nil {
+		return err
+	}
+	svc.Register(a.grpcServer)
+	router, err := a.eventRouter()
+	if err != nil {
+		return err
+	}
+	if err := svc.AddHandlers(router, a.infra.bus); err != nil {
+		return err
+	}
+	a.g.Add("presence", svc.Run)
+	return nil
+}
+
+// addDeadLetter runs the dead-letter archive, which `piazza dlq` operates on.
+func (a *assembly) addDeadLetter(ctx context.Context) error {
+	db, err := a.openDatabase(ctx, "deadletter", a.cfg.DeadLetterDatabaseURL, "deadletter-database-url", deadletter.Migrations)
+	if err != nil {
+		return err
+	}
+	sub, err := a.infra.bus.Subscriber(deadletter.ConsumerGroup)
+	if err != nil {
+		return err
+	}
+	svc, err := deadletter.New(deadletter.Config{
+		TracerProvider: a.tel.TracerProvider(),
+		MeterProvider:  a.tel.MeterProvider(),
+		Propagator:     a.tel.Propagator(),
+	}, deadletter.Deps{DB: db, Publisher: a.infra.bus, Subscriber: sub}, a.log)
+	if err != nil {
+		return err
+	}
+	a.g.Add("deadletter", svc.Run)
+	return nil
+}
+
 // dial connects to a gRPC service: in-process when it runs here, over the network otherwise.
 func (a *assembly) dial(service, addr string) (*grpc.ClientConn, error) {
+	if conn, ok := a.conns[service]; ok {
+		return conn, nil
+	}
 	cc := rpc.ClientConfig{
 		Target:         addr,
 		TracerProvider: a.tel.TracerProvider(),
@@ -161,6 +293,10 @@ func (a *assembly) dial(service, addr string) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	a.infra.closer = append(a.infra.closer, conn.Close)
+	if a.conns == nil {
+		a.conns = map[string]*grpc.ClientConn{}
+	}
+	a.conns[service] = conn
 	return conn, nil
 }
 
@@ -210,6 +346,30 @@ func (a *assembly) addGateway() error {
 		}
 	}
 
+	clients := map[string]*grpc.ClientConn{}
+	for _, dep := range []struct{ service, addr, setting string }{
+		{"post", cfg.PostServiceAddr, "post-service-addr"},
+		{"notification", cfg.NotificationServiceAddr, "notification-service-addr"},
+		{"presence", cfg.PresenceServiceAddr, "presence-service-addr"},
+	} {
+		conn, err := a.dial(dep.service, dep.addr)
+		if err != nil {
+			return settingError(dep.setting, "%v", err)
+		}
+		clients[dep.service] = conn
+	}
+	var ticketStore gateway.TicketStore = tickets.NewMemory(tickets.MemoryConfig{})
+	if a.infra.redis != nil {
+		ticketStore, err = tickets.NewRedis(tickets.RedisConfig{Client: a.infra.redis, Prefix: cfg.RedisPrefix + "gateway:ticket:"})
+		if err != nil {
+			return err
+		}
+	}
+	publisher, err := events.NewPublisher(events.PublisherConfig{Publisher: a.infra.bus, TracerProvider: a.tel.TracerProvider(), Propagator: a.tel.Propagator()})
+	if err != nil {
+		return err
+	}
+
 	gw := gateway.New(gateway.Config{
 		Addr:            cfg.HTTPAddr,
 		RequestTimeout:  cfg.RequestTimeout,
@@ -224,10 +384,60 @@ func (a *assembly) addGateway() error {
 			SignupPerAddress: cfg.SignupLimitPerAddress,
 			SignupPerAccount: cfg.SignupLimitPerAccount,
 		},
+		Posts:          postv1.NewPostServiceClient(clients["post"]),
+		Notifications:  notificationv1.NewNotificationServiceClient(clients["notification"]),
+		Presence:       presencev1.NewPresenceServiceClient(clients["presence"]),
+		PresenceStore:  a.infra.presence,
+		Push:           a.infra.pushSub,
+		InstanceID:     cfg.InstanceID,
+		Events:         publisher,
+		Tickets:        ticketStore,
+		SSE:            stream.Tuning{PresenceTTL: cfg.PresenceTTL, PresenceRefresh: cfg.PresenceHeartbeat},
 		TracerProvider: a.tel.TracerProvider(),
 		MeterProvider:  a.tel.MeterProvider(),
 		Propagator:     a.tel.Propagator(),
 	}, a.log)
 	a.g.Add("gateway", gw.Run)
+	a.infra.checks["gateway-listener"] = closedCheck(gw.Ready(), "the public listener is not bound yet")
 	return nil
+}
+
+func (a *assembly) addPost(ctx context.Context) error {
+	db, err := a.openDatabase(ctx, "post", a.cfg.PostDatabaseURL, "post-database-url", post.Migrations, outbox.Migrations)
+	if err != nil {
+		return err
+	}
+	ob, err := outbox.New(outbox.Config{DB: db, Propagator: a.tel.Propagator()})
+	if err != nil {
+		return err
+	}
+	fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{Outbox: ob, Publisher: a.infra.bus, MeterProvider: a.tel.MeterProvider()}, a.log.With("service", "post"))
+	if err != nil {
+		return err
+	}
+	conn, err := a.dial("user", a.cfg.UserServiceAddr)
+	if err != nil {
+		return settingError("user-service-addr", "%v", err)
+	}
+	svc, err := post.New(post.Config{}, post.Deps{
+		DB: db, Outbox: ob, Follows: postadapters.NewUserFollowGraph(userv1.NewUserServiceClient(conn)),
+	}, a.log)
+	if err != nil {
+		return err
+	}
+	svc.Register(a.grpcServer)
+	a.g.Add("post-outbox", fwd.Run)
+	return nil
+}
+
+// closedCheck is a readiness check that passes once ready is closed.
+func closedCheck(ready <-chan struct{}, notYet string) func(context.Context) error {
+	return func(context.Context) error {
+		select {
+		case <-ready:
+			return nil
+		default:
+			return errors.New(notYet)
+		}
+	}
 }

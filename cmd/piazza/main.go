@@ -23,6 +23,7 @@ const usage = `usage: piazza <command> [flags]
 commands:
   dev       run every service in one process on the embedded default (SQLite, in-process bus)
   serve     run the services named by --services on Kafka, Redis, PostgreSQL and Cassandra
+  dlq       list, show, replay and purge archived dead letters ('piazza dlq help')
   version   print the build version
 
 Run 'piazza <command> -h' for the flags of a command. Every flag can also be set through the
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		mode = process.Embedded
 	case "serve":
 		mode = process.Distributed
+	case "dlq":
+		return runDLQ(ctx, args, stdout, stderr, lookupEnv)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return nil

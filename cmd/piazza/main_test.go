@@ -49,7 +49,7 @@ func cleanEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-func TestDevServesHealthAndStopsCleanlyOnSIGTERM(t *testing.T) {
+func TestDevBecomesReadyAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
 	admin, public := freeAddr(t), freeAddr(t)
 	var stdout, stderr bytes.Buffer
@@ -64,7 +64,7 @@ func TestDevServesHealthAndStopsCleanlyOnSIGTERM(t *testing.T) {
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + admin + "/healthz")
+		resp, err := http.Get("http://" + admin + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -72,11 +72,16 @@ func TestDevServesHealthAndStopsCleanlyOnSIGTERM(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no /healthz within 20s\nstdout:\n%s\nstderr:\n%s", &stdout, &stderr)
+			t.Fatalf("not ready within 20s\nstdout:\n%s\nstderr:\n%s", &stdout, &stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("healthy %v after start", time.Since(start).Round(time.Millisecond))
+	t.Logf("ready %v after start", time.Since(start).Round(time.Millisecond))
+	if resp, err := http.Get("http://" + admin + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	resp, err := http.Get("http://" + public + "/v1/openapi.json")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -120,7 +125,7 @@ func TestBadConfigurationFailsFastWithOneLineNamingTheSetting(t *testing.T) {
 	}{
 		{"unknown log level", []string{"dev"}, []string{"PIAZZA_LOG_LEVEL=verbose"}, []string{"PIAZZA_LOG_LEVEL", "--log-level", "verbose"}},
 		{"unknown log level flag", []string{"dev", "--log-level=loud"}, nil, []string{"log-level", "loud"}},
-		{"unreachable kafka", []string{"serve", "--services=gateway", "--admin-addr", freeAddr(t), "--http-addr", freeAddr(t), "--redis-addr", freeAddr(t), "--user-service-addr", freeAddr(t)}, []string{"PIAZZA_KAFKA_BROKERS=" + deadKafka}, []string{"PIAZZA_KAFKA_BROKERS", "--kafka-brokers", deadKafka}},
+		{"unreachable kafka", []string{"serve", "--services=user", "--admin-addr", freeAddr(t), "--grpc-addr", freeAddr(t), "--user-database-url", "postgres://nobody@" + freeAddr(t) + "/none", "--jwt-keys-dir", t.TempDir()}, []string{"PIAZZA_KAFKA_BROKERS=" + deadKafka}, []string{"PIAZZA_KAFKA_BROKERS", "--kafka-brokers", deadKafka}},
 		{"missing kafka", []string{"serve", "--services=gateway"}, nil, []string{"PIAZZA_KAFKA_BROKERS", "required"}},
 		{"unknown service", []string{"serve", "--services=gateway,teleport", "--kafka-brokers=" + deadKafka}, nil, []string{"PIAZZA_SERVICES", "teleport"}},
 		{"gateway without redis", []string{"serve", "--services=gateway", "--kafka-brokers=" + deadKafka, "--user-service-addr", freeAddr(t)}, nil, []string{"PIAZZA_REDIS_ADDR", "required"}},
