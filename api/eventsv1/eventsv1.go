@@ -17,6 +17,8 @@ const (
 	TopicPosts = "posts"
 	// TopicPresence carries presence.* events, keyed by the user's id.
 	TopicPresence = "presence"
+	// TopicMessages carries message.* events, keyed by the conversation id.
+	TopicMessages = "messages"
 )
 
 // Event types.
@@ -33,6 +35,8 @@ const (
 	// PresenceConnected and PresenceDisconnected report one SSE connection opening and
 	// closing at a gateway instance. A crashed gateway sends no disconnect: its connections
 	// end when their presence entries expire.
+	MessageSent = "message.sent"
+
 	PresenceConnected    = "presence.connected"
 	PresenceDisconnected = "presence.disconnected"
 )
@@ -95,4 +99,16 @@ type PresencePayload struct {
 	ConnectionID string    `json:"connection_id"`
 	InstanceID   string    `json:"instance_id"`
 	At           time.Time `json:"at"`
+}
+
+// MessageSentPayload is the payload of message.sent; the aggregate id is the conversation id.
+// The notification-service tells every participant but the sender, carrying the message.
+type MessageSentPayload struct {
+	MessageID      string    `json:"message_id"`
+	ConversationID string    `json:"conversation_id"`
+	SenderID       string    `json:"sender_id"`
+	ParticipantIDs []string  `json:"participant_ids"`
+	Text           string    `json:"text"`
+	ClientMsgID    string    `json:"client_msg_id"`
+	SentAt         time.Time `json:"sent_at"`
 }
