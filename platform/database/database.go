@@ -13,11 +13,16 @@
 //     instead of spinning on SQLITE_BUSY), and every transaction that may write starts with
 //     BEGIN IMMEDIATE, so a read-then-write transaction never fails with SQLITE_BUSY_SNAPSHOT.
 //     Another process writing the same file is waited for up to Config.BusyTimeout.
+//   - Inside a sampled trace, every statement, transaction (BEGIN, COMMIT, ROLLBACK) and new
+//     connection is a client span (a statement's named by its operation, "INSERT", with its
+//     SQL text but never its parameters), a child of the caller's span; outside one, none is
+//     made.
 package database
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,7 +69,10 @@ type Config struct {
 	// BusyTimeout is how long a SQLite writer waits for the write lock (held by this process or
 	// another one) before failing. Default 5 seconds. Ignored for PostgreSQL.
 	BusyTimeout time.Duration
-	// TracerProvider makes the spans of InTx and Migrate. Nil: otel.GetTracerProvider().
+	// TracerProvider makes the spans of InTx and Migrate, and a client span for every
+	// statement, transaction and new connection inside a sampled trace (see
+	// tracedConnector).
+	// Nil: otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
 }
 
@@ -140,13 +148,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*DB, error) {
 	}
 
 	db := &DB{dialect: d, log: log, tracer: cfg.TracerProvider.Tracer("github.com/piazza-social/piazza/platform/database")}
-	var err error
+	var (
+		connector driver.Connector
+		err       error
+	)
 	switch d {
 	case Postgres:
-		db.sql, err = openPostgres(cfg.URL)
+		connector, err = postgresConnector(cfg.URL)
 	case SQLite:
 		var memory bool
-		db.sql, memory, err = openSQLite(rest, cfg.BusyTimeout)
+		connector, memory, err = sqliteConnectorFor(rest, cfg.BusyTimeout)
 		if err == nil && memory && cfg.MaxOpenConns < 2 {
 			// One connection is pinned to keep the database alive; leave one for work.
 			cfg.MaxOpenConns = 2
@@ -155,6 +166,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	db.sql = sql.OpenDB(newTracedConnector(connector, d, cfg.TracerProvider))
 	db.sql.SetMaxOpenConns(cfg.MaxOpenConns)
 	db.sql.SetMaxIdleConns(cfg.MaxIdleConns)
 	db.sql.SetConnMaxLifetime(max(cfg.ConnMaxLifetime, 0))

@@ -14,3 +14,7 @@ func TestPostgresMeetsTheContract(t *testing.T) {
 		return infratest.NewPostgresDatabase(t)
 	}))
 }
+
+func TestPostgresStatementsAreSpansOfTheCallersTraceOnly(t *testing.T) {
+	testStatementSpans(t, infratest.NewPostgresDatabase(t), "postgresql")
+}

@@ -2,7 +2,7 @@ package database
 
 import (
 	"context"
-	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"time"
 
@@ -11,10 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// openPostgres opens a pgx-backed *sql.DB. Every connection scans TIMESTAMPTZ values in UTC
-// (pgx's default is time.Local), so a time read back is the same on both engines whatever the
-// host's time zone.
-func openPostgres(rawURL string) (*sql.DB, error) {
+// postgresConnector returns pgx's connector for rawURL. Every connection scans TIMESTAMPTZ
+// values in UTC (pgx's default is time.Local), so a time read back is the same on both engines
+// whatever the host's time zone.
+func postgresConnector(rawURL string) (driver.Connector, error) {
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("database: parse postgres URL %s: %w", redact(rawURL), err)
@@ -27,5 +27,5 @@ func openPostgres(rawURL string) (*sql.DB, error) {
 		})
 		return nil
 	})
-	return stdlib.OpenDB(*cfg, utc), nil
+	return stdlib.GetConnector(*cfg, utc), nil
 }

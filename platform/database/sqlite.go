@@ -3,7 +3,6 @@ package database
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
 	"errors"
@@ -44,9 +43,9 @@ var ErrWriteLockTimeout = errors.New("database: timed out waiting for the sqlite
 
 func isSQLiteMemory(rest string) bool { return rest == ":memory:" }
 
-// openSQLite opens the SQLite database rest (the URL after "sqlite:") through a thin wrapper
-// around the modernc driver; see sqliteConn for what the wrapper adds.
-func openSQLite(rest string, busy time.Duration) (db *sql.DB, memory bool, err error) {
+// sqliteConnectorFor returns the connector of the SQLite database rest (the URL after
+// "sqlite:"): a thin wrapper around the modernc driver; see sqliteConn for what it adds.
+func sqliteConnectorFor(rest string, busy time.Duration) (c driver.Connector, memory bool, err error) {
 	params := []string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busy.Milliseconds()),
 		"_pragma=foreign_keys(1)",
@@ -90,8 +89,7 @@ func openSQLite(rest string, busy time.Duration) (db *sql.DB, memory bool, err e
 		)
 		dsn = "file:" + strings.ReplaceAll(path, "%", "%25") + "?" + strings.Join(params, "&")
 	}
-	c := &sqliteConnector{dsn: dsn, drv: &sqlite.Driver{}, gate: newWriteGate(busy)}
-	return sql.OpenDB(c), memory, nil
+	return &sqliteConnector{dsn: dsn, drv: &sqlite.Driver{}, gate: newWriteGate(busy)}, memory, nil
 }
 
 // writeGate lets one SQLite writer of this process at a time proceed. SQLite allows one writer

@@ -16,13 +16,15 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/piazza-social/piazza/platform/database"
 	"github.com/piazza-social/piazza/platform/events"
 )
 
-// instrumentationName names the meter of this package.
+// instrumentationName names the tracer and meter of this package.
 const instrumentationName = "github.com/piazza-social/piazza/platform/events/outbox"
 
 // leaderLockKey is the PostgreSQL session advisory lock ("piazzaob" in ASCII) held by the one
@@ -52,6 +54,9 @@ type ForwarderConfig struct {
 	MaxBackoff time.Duration
 	// MeterProvider makes the forwarder's instruments; nil means otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
+	// TracerProvider makes the producer span of each forwarded event; nil means
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 }
 
 func (c *ForwarderConfig) fillDefaults() {
@@ -69,6 +74,9 @@ func (c *ForwarderConfig) fillDefaults() {
 	}
 	if c.MeterProvider == nil {
 		c.MeterProvider = otel.GetMeterProvider()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 }
 
@@ -102,6 +110,12 @@ func (c *ForwarderConfig) validate() error {
 //
 // While it leads, a forwarder keeps one connection of the database's pool for itself.
 //
+// Tracing: each publish of an event is a producer span "send <topic>", a child of the span
+// that was current when the event was added (the request that caused it), and the message
+// goes out carrying the producer span's context instead, so that the consumer's span is a
+// child of the send, which is a child of the request: one trace from the request to every
+// handler. A retried publish is a new producer span under the same request span.
+//
 // Metrics (instrumentation scope github.com/piazza-social/piazza/platform/events/outbox):
 // outbox.forwarded (counter, by topic), outbox.publish_errors (counter, by topic),
 // outbox.backlog (gauge: rows pending, counted at collection time, so every replica reports
@@ -112,6 +126,7 @@ type Forwarder struct {
 	db      *database.DB
 	log     *slog.Logger
 	meter   metric.Meter
+	tracer  trace.Tracer
 	metrics forwarderMetrics
 	leader  atomic.Bool
 }
@@ -134,8 +149,9 @@ func NewForwarder(cfg ForwarderConfig, log *slog.Logger) (*Forwarder, error) {
 	}
 	f := &Forwarder{
 		cfg: cfg, ob: cfg.Outbox, db: cfg.Outbox.db,
-		log:   log.With("component", "outbox_forwarder"),
-		meter: cfg.MeterProvider.Meter(instrumentationName),
+		log:    log.With("component", "outbox_forwarder"),
+		meter:  cfg.MeterProvider.Meter(instrumentationName),
+		tracer: cfg.TracerProvider.Tracer(instrumentationName),
 	}
 	var errs [4]error
 	f.metrics.forwarded, errs[0] = f.meter.Int64Counter("outbox.forwarded",
@@ -318,11 +334,14 @@ func (f *Forwarder) round(ctx context.Context, q querier) (n int, pubErr, dbErr 
 			msgs = append(msgs, r.msg)
 		}
 		attrs := metric.WithAttributes(attribute.String("topic", topic))
+		spans := f.startSends(topic, msgs)
 		if err := f.cfg.Publisher.Publish(topic, msgs...); err != nil {
 			f.metrics.publishErrors.Add(ctx, 1, attrs)
 			pubErr = fmt.Errorf("outbox: publish %d events to %s: %w", len(msgs), topic, err)
+			endSends(spans, pubErr)
 			break
 		}
+		endSends(spans, nil)
 		f.metrics.forwarded.Add(ctx, int64(len(msgs)), attrs)
 		for _, r := range rows[start:end] {
 			published = append(published, r.id)
@@ -330,6 +349,42 @@ func (f *Forwarder) round(ctx context.Context, q querier) (n int, pubErr, dbErr 
 		start = end
 	}
 	return len(rows), pubErr, f.delete(ctx, q, published)
+}
+
+// startSends starts the producer span of each message, as a child of the trace context the
+// message was stored with, and puts the span's context into the message (its metadata, which
+// the bus turns into Kafka headers, and its Go context, which a tracing publisher reads) in
+// place of the stored one. The stored row keeps the request's context, so a publish that fails
+// and is retried starts new sends under the same request span.
+func (f *Forwarder) startSends(topic string, msgs []*message.Message) []trace.Span {
+	spans := make([]trace.Span, len(msgs))
+	for i, msg := range msgs {
+		ctx, span := f.tracer.Start(msg.Context(), "send "+topic,
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(
+				attribute.String("messaging.operation.type", "send"),
+				attribute.String("messaging.destination.name", topic),
+				attribute.String("messaging.message.id", msg.UUID),
+				attribute.String("piazza.event.type", msg.Metadata.Get(events.MetadataEventType)),
+			))
+		if span.SpanContext().IsValid() {
+			events.InjectContext(ctx, msg, f.ob.prop)
+			msg.SetContext(ctx)
+		}
+		spans[i] = span
+	}
+	return spans
+}
+
+// endSends ends the producer spans of one Publish call, marking them failed with err.
+func endSends(spans []trace.Span, err error) {
+	for _, span := range spans {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 func (f *Forwarder) read(ctx context.Context, q querier) ([]outboxRow, error) {
@@ -357,7 +412,7 @@ func (f *Forwarder) read(ctx context.Context, q querier) ([]outboxRow, error) {
 				"id", r.id, "message_uuid", uuid, "error", err)
 			r.msg.Metadata = message.Metadata{}
 		}
-		// A publisher that traces (Kafka) makes its span a child of the request's span.
+		// The request's trace context, parent of the producer span (startSends).
 		r.msg.SetContext(events.ContextFromMessage(context.WithoutCancel(ctx), r.msg, f.ob.prop))
 		out = append(out, r)
 	}

@@ -34,8 +34,9 @@
 //     be published first. Events of one aggregate still keep their order when the transaction
 //     changes the aggregate's row before calling Add: the row lock makes the second
 //     transaction insert its event only after the first committed.
-//   - Message UUID, metadata (with the request's trace context and events.PartitionKey) and
-//     payload are published exactly as Add stored them.
+//   - Message UUID, metadata (events.PartitionKey included) and payload are published exactly
+//     as Add stored them, except the trace context: the stored one is the request's, and the
+//     message carries the Forwarder's producer span, a child of it (see Forwarder).
 //   - One forwarder at a time per database on PostgreSQL (a session advisory lock); on SQLite,
 //     run one Forwarder per database file (one process owns the file in embedded mode).
 package outbox

@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/piazza-social/piazza/platform/database"
@@ -46,6 +49,7 @@ func runSuite(t *testing.T, open func(t *testing.T) *database.DB) {
 		{"ForwarderStopsCleanlyOnCancel", testStop},
 		{"ForwarderStopsDuringBackoff", testStopDuringBackoff},
 		{"AddRejectsMalformedEnvelopesAndStoresNothing", testAddValidates},
+		{"EachPublishIsAProducerSpanUnderTheRequestAndTheMessageCarriesIt", testSendSpans},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -352,6 +356,60 @@ func testInOrderIntact(t *testing.T, open func(t *testing.T) *database.DB) {
 		}
 	}
 	await(t, "an empty outbox", func() bool { return fx.pending(t) == 0 })
+}
+
+func testSendSpans(t *testing.T, open func(t *testing.T) *database.DB) {
+	rec := &recorder{}
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	fx := newFixture(t, open, rec.publisher("a"), outbox.ForwarderConfig{TracerProvider: tp})
+	ctx := ctxFor(t)
+
+	// The first publish fails: its retry must be a new send under the same request span.
+	var (
+		mu    sync.Mutex
+		first = true
+	)
+	rec.setFail(func(string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if first {
+			first = false
+			return errors.New("broker down")
+		}
+		return nil
+	})
+
+	reqCtx, request := tp.Tracer("test").Start(ctx, "POST /v1/posts")
+	id := fx.commit(t, reqCtx, "users", newEnvelope(t, "alice", 0))[0]
+	request.End()
+	fx.start(t)
+	await(t, "the event", func() bool { return rec.has(id) })
+
+	var sends []sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		if s.Name() == "send users" {
+			sends = append(sends, s)
+		}
+	}
+	if len(sends) != 2 {
+		t.Fatalf("%d send spans, want 2 (the failed publish and its retry)", len(sends))
+	}
+	for i, s := range sends {
+		if s.SpanKind() != trace.SpanKindProducer || s.Parent().SpanID() != request.SpanContext().SpanID() ||
+			s.SpanContext().TraceID() != request.SpanContext().TraceID() {
+			t.Errorf("send %d: kind %v, parent %s in trace %s; want a producer span under the request span %s of trace %s",
+				i, s.SpanKind(), s.Parent().SpanID(), s.SpanContext().TraceID(), request.SpanContext().SpanID(), request.SpanContext().TraceID())
+		}
+	}
+	if sends[0].Status().Code != codes.Error || sends[1].Status().Code != codes.Unset {
+		t.Errorf("send statuses %v, %v; want the failed one marked", sends[0].Status(), sends[1].Status())
+	}
+	msg := rec.messages()[0].msg
+	sc := trace.SpanContextFromContext(events.ContextFromMessage(context.Background(), msg, propagator))
+	if sc.SpanID() != sends[1].SpanContext().SpanID() || sc.TraceID() != request.SpanContext().TraceID() {
+		t.Errorf("the message carries span %s of trace %s, want the successful send %s", sc.SpanID(), sc.TraceID(), sends[1].SpanContext().SpanID())
+	}
 }
 
 func testFailingPublisher(t *testing.T, open func(t *testing.T) *database.DB) {
