@@ -23,6 +23,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	messagingv1 "github.com/piazza-social/piazza/gen/piazza/messaging/v1"
 	notificationv1 "github.com/piazza-social/piazza/gen/piazza/notification/v1"
 	postv1 "github.com/piazza-social/piazza/gen/piazza/post/v1"
 	presencev1 "github.com/piazza-social/piazza/gen/piazza/presence/v1"
@@ -507,6 +508,9 @@ type harness struct {
 	tickets       *tickets.Memory
 	metrics       *sdkmetric.ManualReader
 	baseURL       string // set by start
+
+	// messaging-service's fake (fakes_messaging_test.go).
+	messaging *fakeMessaging
 }
 
 // newHarness starts fakeUsers behind a gRPC server on loopback and builds a gateway on it;
@@ -525,12 +529,14 @@ func newHarness(t testing.TB, edit ...func(*gateway.Config)) *harness {
 	h.events = &fakeEvents{}
 	h.tickets = tickets.NewMemory(tickets.MemoryConfig{Now: h.clock.Now})
 	h.metrics = sdkmetric.NewManualReader()
+	h.messaging = newFakeMessaging(h.clock)
 
 	srv := rpc.NewServer(rpc.ServerConfig{Addr: "127.0.0.1:0"}, nil)
 	userv1.RegisterUserServiceServer(srv, h.users)
 	postv1.RegisterPostServiceServer(srv, h.posts)
 	notificationv1.RegisterNotificationServiceServer(srv, h.inbox)
 	presencev1.RegisterPresenceServiceServer(srv, h.presenceSvc)
+	messagingv1.RegisterMessagingServiceServer(srv, h.messaging)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -571,6 +577,7 @@ func newHarness(t testing.TB, edit ...func(*gateway.Config)) *harness {
 		Posts:         postv1.NewPostServiceClient(conn),
 		Notifications: notificationv1.NewNotificationServiceClient(conn),
 		Presence:      presencev1.NewPresenceServiceClient(conn),
+		Messaging:     messagingv1.NewMessagingServiceClient(conn),
 		PresenceStore: h.presenceStore,
 		Push:          h.push,
 		InstanceID:    "gw-test",

@@ -9,7 +9,9 @@
 // access tokens locally and checks their session with user-service, and answers with its own
 // response shapes as described by api/openapi.json. Posts, comments, likes and the timelines
 // come from post-service (their authors from user-service, one GetUsers call per page), the
-// inbox from notification-service, presence and connection history from presence-service.
+// inbox from notification-service, presence and connection history from presence-service,
+// and direct messages — conversations and their messages — from messaging-service (their
+// participants and senders from user-service, one GetUsers call per page too).
 //
 // GET /v1/events is the real-time stream (see package stream): authenticated by a bearer token
 // or a one-time ticket from POST /v1/events/ticket, it carries the caller's notifications in
@@ -33,6 +35,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/piazza-social/piazza/api"
+	messagingv1 "github.com/piazza-social/piazza/gen/piazza/messaging/v1"
 	notificationv1 "github.com/piazza-social/piazza/gen/piazza/notification/v1"
 	postv1 "github.com/piazza-social/piazza/gen/piazza/post/v1"
 	presencev1 "github.com/piazza-social/piazza/gen/piazza/presence/v1"
@@ -90,6 +93,9 @@ type Config struct {
 	Notifications notificationv1.NotificationServiceClient
 	// Presence is presence-service: GET /v1/users/{username}/presence and /v1/me/sessions.
 	Presence presencev1.PresenceServiceClient
+	// Messaging is messaging-service; without it the conversation and message routes answer
+	// 503.
+	Messaging messagingv1.MessagingServiceClient
 
 	// The event streams (GET /v1/events) need Notifications, PresenceStore, Push, Events,
 	// InstanceID and Tickets; without any of them the stream and ticket routes answer 503.
@@ -140,8 +146,13 @@ func (c *Config) setDefaults(log *slog.Logger) {
 const MaxIdentityBody = 16 << 10
 
 // MaxContentBody caps the bodies of the post, comment and read-marker routes: 500 characters
-// of text take at most 6 KB of JSON even when every one is escaped.
+// of text take at most 6 KB of JSON even when every one is escaped. A new conversation's 50
+// usernames of at most 30 characters fit as well.
 const MaxContentBody = 16 << 10
+
+// MaxMessageBody caps the body of a sent message: 4000 characters take at most 48 KB of JSON
+// even when every one is escaped (a character outside the BMP as two \uXXXX escapes).
+const MaxMessageBody = 64 << 10
 
 // Service is a running gateway instance.
 type Service struct {
@@ -190,6 +201,7 @@ func New(cfg Config, log *slog.Logger) *Service {
 	s.identityRoutes()
 	s.contentRoutes()
 	s.realtimeRoutes()
+	s.messagingRoutes()
 	s.server = web.NewServer(web.ServerConfig{Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout}, s.router, log)
 	return s
 }
@@ -288,6 +300,17 @@ func (s *Service) realtimeRoutes() {
 	s.group("event stream", append(authn, dep{"tickets", s.cfg.Tickets != nil}, dep{"stream hub", s.hub != nil}), []route{
 		{pattern: "POST /v1/events/ticket", h: s.authenticated(s.issueTicket)},
 		{pattern: "GET /v1/events", h: s.events, stream: true},
+	})
+}
+
+// messagingRoutes registers conversations and their messages.
+func (s *Service) messagingRoutes() {
+	s.group("messaging", []dep{{"users", s.users != nil}, {"tokens", s.tokens != nil}, {"messaging", s.cfg.Messaging != nil}}, []route{
+		{pattern: "POST /v1/conversations", h: s.authenticated(s.createConversation), body: MaxContentBody},
+		{pattern: "GET /v1/conversations", h: s.authenticated(s.listConversations)},
+		{pattern: "POST /v1/conversations/{id}/messages", h: s.authenticated(s.sendMessage), body: MaxMessageBody},
+		{pattern: "GET /v1/conversations/{id}/messages", h: s.authenticated(s.listMessages)},
+		{pattern: "POST /v1/conversations/{id}/read", h: s.authenticated(s.markConversationRead), body: MaxContentBody},
 	})
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -209,17 +210,22 @@ func (s *Service) writePosts(w http.ResponseWriter, r *http.Request, resp *postv
 	return nil
 }
 
-// resolveAuthors looks the users ids up with one GetUsers call (none for no ids). Users that
-// no longer exist are absent; their items show only the author's id.
+// maxUsersPerLookup is user-service's bound on the ids of one GetUsers call.
+const maxUsersPerLookup = 500
+
+// resolveAuthors looks the users ids up with one GetUsers call (none for no ids; one more per
+// 500 distinct ids, which only a page of many large group conversations reaches). Users that
+// no longer exist are absent; their items show only the user's id.
 func (s *Service) resolveAuthors(ctx context.Context, ids []string) (authors, error) {
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	if len(ids) == 0 {
-		return authors{}, nil
+	a := make(authors, len(ids))
+	for chunk := range slices.Chunk(ids, maxUsersPerLookup) {
+		resp, err := s.users.GetUsers(ctx, &userv1.GetUsersRequest{Ids: chunk})
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(a, newAuthors(resp.GetUsers()))
 	}
-	resp, err := s.users.GetUsers(ctx, &userv1.GetUsersRequest{Ids: ids})
-	if err != nil {
-		return nil, err
-	}
-	return newAuthors(resp.GetUsers()), nil
+	return a, nil
 }

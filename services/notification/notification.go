@@ -1,8 +1,9 @@
 // Package notification is notification-service: it consumes the domain events of topics
-// "users" and "posts" as consumer group "notification-service" (at least once, idempotently),
-// stores a notification in the durable inbox of each recipient with a per-user strictly
-// increasing sequence number, and routes each stored batch to the gateway instances holding
-// the recipients' connections (presence lookup, then one push per instance: the double hop).
+// "users", "posts" and "messages" as consumer group "notification-service" (at least once,
+// idempotently), stores a notification in the durable inbox of each recipient with a per-user
+// strictly increasing sequence number, and routes each stored batch to the gateway instances
+// holding the recipients' connections (presence lookup, then one push per instance: the double
+// hop).
 // It serves the inbox over gRPC (piazza.notification.v1.NotificationService). The inbox lives
 // in PostgreSQL (distributed mode) or SQLite (embedded mode) through platform/database.
 //
@@ -126,8 +127,8 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 }
 
 // AddHandlers registers the service's event handlers on router: topic "users" as handler
-// "notification.users" and topic "posts" as "notification.posts", each with a subscriber of
-// bus for the consumer group. Call it before router.Run; the router runs and stops them.
+// "notification.users", topic "posts" as "notification.posts" and topic "messages" as
+// "notification.messages", each with a subscriber of bus for the consumer group. Call it before router.Run; the router runs and stops them.
 func (s *Service) AddHandlers(router *events.Router, bus events.Bus) error {
 	return ports.AddEventHandlers(router, bus, s.group, s.app.HandleEvent)
 }

@@ -122,10 +122,10 @@ func TestMigrateIsRepeatable(t *testing.T) {
 	}
 }
 
-// Through the real router on the embedded bus: a post.liked whose payload does not fit its
-// type lands in dead_letters at once, and the events after it on the same partition, on both
-// topics, are processed.
-func TestMalformedEventIsDeadLetteredAndTheNextEventsAreProcessed(t *testing.T) {
+// routed runs svc's handlers under the real router on a fresh embedded bus and returns the
+// bus and the messages arriving on the dead letters.
+func routed(t *testing.T, svc *notification.Service) (events.Bus, <-chan *message.Message) {
+	t.Helper()
 	ctx := t.Context()
 	bus, err := sqlbus.New(ctx, sqlbus.Config{Path: filepath.Join(t.TempDir(), "events.db")}, nil)
 	if err != nil {
@@ -137,11 +137,6 @@ func TestMalformedEventIsDeadLetteredAndTheNextEventsAreProcessed(t *testing.T) 
 		t.Fatal(err)
 	}
 	deadLetters, err := watcher.Subscribe(ctx, events.DeadLetterTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	svc, err := notification.New(notification.Config{}, deps(migrated(t)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +172,54 @@ func TestMalformedEventIsDeadLetteredAndTheNextEventsAreProcessed(t *testing.T) 
 	case <-time.After(waitFor):
 		t.Fatal("router not running")
 	}
+	return bus, deadLetters
+}
+
+// awaitUnread waits until userID has want unread notifications.
+func awaitUnread(t *testing.T, svc *notification.Service, userID string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		u, err := svc.App().UnreadCount.Handle(t.Context(), app.UnreadCount{UserID: userID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Count == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has %d notifications, want %d", userID, u.Count, want)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a deadline
+	}
+}
+
+// awaitDeadLetter waits for the next dead letter and checks that it is env, failed once by
+// handler on topic.
+func awaitDeadLetter(t *testing.T, deadLetters <-chan *message.Message, env events.Envelope, handler, topic string) {
+	t.Helper()
+	select {
+	case dl := <-deadLetters:
+		dl.Ack()
+		md := dl.Metadata
+		if dl.UUID != env.ID || md.Get(events.MetadataPoisonHandler) != handler ||
+			md.Get(events.MetadataPoisonTopic) != topic || md.Get(events.MetadataPoisonAttempts) != "1" {
+			t.Fatalf("dead letter %s with %v; want %s from %s on %s after 1 attempt", dl.UUID, md, env.ID, handler, topic)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the malformed event did not reach the dead letters")
+	}
+}
+
+// Through the real router on the embedded bus: a post.liked whose payload does not fit its
+// type lands in dead_letters at once, and the events after it on the same partition, on both
+// topics, are processed.
+func TestMalformedEventIsDeadLetteredAndTheNextEventsAreProcessed(t *testing.T) {
+	svc, err := notification.New(notification.Config{}, deps(migrated(t)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus, deadLetters := routed(t, svc)
 
 	malformed := mustEnvelope(t, eventsv1.PostLiked, "author", map[string]any{})
 	malformed.Payload = json.RawMessage(`{"post_id": 42, "author_id": "author", "liker_id": "liker"}`)
@@ -186,32 +229,41 @@ func TestMalformedEventIsDeadLetteredAndTheNextEventsAreProcessed(t *testing.T) 
 	publish(t, bus, eventsv1.TopicUsers, follow)
 
 	// Both good events reach the author's inbox.
-	deadline := time.Now().Add(waitFor)
-	for {
-		u, err := svc.App().UnreadCount.Handle(ctx, app.UnreadCount{UserID: "author"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if u.Count == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the author has %d notifications, want 2 (the like and the follow)", u.Count)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition, with a deadline
-	}
+	awaitUnread(t, svc, "author", 2)
+	awaitDeadLetter(t, deadLetters, malformed, ports.PostsHandler, eventsv1.TopicPosts)
+}
 
-	select {
-	case dl := <-deadLetters:
-		dl.Ack()
-		md := dl.Metadata
-		if dl.UUID != malformed.ID || md.Get(events.MetadataPoisonHandler) != ports.PostsHandler ||
-			md.Get(events.MetadataPoisonTopic) != eventsv1.TopicPosts || md.Get(events.MetadataPoisonAttempts) != "1" {
-			t.Fatalf("dead letter %s with %v; want %s from %s on %s after 1 attempt",
-				dl.UUID, md, malformed.ID, ports.PostsHandler, eventsv1.TopicPosts)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("the malformed event did not reach the dead letters")
+// Through the real router on the embedded bus: message.sent on topic "messages" reaches every
+// participant but the sender, and one that lacks its participants is dead-lettered by handler
+// notification.messages.
+func TestMessageSentOnTopicMessagesReachesTheOtherParticipants(t *testing.T) {
+	svc, err := notification.New(notification.Config{}, deps(migrated(t)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus, deadLetters := routed(t, svc)
+
+	malformed := mustEnvelope(t, eventsv1.MessageSent, "conv-1", eventsv1.MessageSentPayload{
+		MessageID: "m0", ConversationID: "conv-1", SenderID: "liker", Text: "to nobody",
+	})
+	sent := mustEnvelope(t, eventsv1.MessageSent, "conv-1", eventsv1.MessageSentPayload{
+		MessageID: "m1", ConversationID: "conv-1", SenderID: "liker", ParticipantIDs: []string{"liker", "author", "fan"},
+		Text: "hello both", ClientMsgID: "c1", SentAt: time.Now(),
+	})
+	publish(t, bus, eventsv1.TopicMessages, malformed, sent)
+
+	awaitUnread(t, svc, "author", 1)
+	awaitUnread(t, svc, "fan", 1)
+	awaitDeadLetter(t, deadLetters, malformed, ports.MessagesHandler, eventsv1.TopicMessages)
+	p, err := svc.App().ListNotifications.Handle(t.Context(), app.ListNotifications{UserID: "author"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Items) != 1 || p.Items[0].EventID != sent.ID || p.Items[0].Type != eventsv1.MessageSent {
+		t.Fatalf("author's inbox %+v, want the message", p.Items)
+	}
+	if u, err := svc.App().UnreadCount.Handle(t.Context(), app.UnreadCount{UserID: "liker"}); err != nil || u.Count != 0 {
+		t.Fatalf("the sender has %+v (%v) notifications, want none", u, err)
 	}
 }
 

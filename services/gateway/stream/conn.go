@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/piazza-social/piazza/platform/presence"
 )
 
@@ -37,6 +41,10 @@ type frame struct {
 	seq      int64
 	data     []byte
 	occurred int64 // Batch.OccurredAt in Unix nanoseconds, 0 if unknown
+	// batch is the span context of the batch's handling, when it is sampled (else invalid);
+	// queued is when the frame was queued, the start of the write spans.
+	batch  trace.SpanContext
+	queued time.Time
 }
 
 // maxBatch bounds the queued frames written before one flush.
@@ -74,6 +82,8 @@ type conn struct {
 	broken   bool    // a write or flush failed: the connection is unusable
 	pending  []int64 // occurred times of the live frames written since the last flush
 	wrote    bool    // something was written since the last flush
+	// traced are the sampled live frames written since the last flush, for its span.
+	traced []*frame
 }
 
 // offer queues a live frame without blocking; a connection whose queue is full is closed.
@@ -169,6 +179,9 @@ func (c *conn) write(p []byte) {
 
 // commit flushes what was written to the client, and then counts it as delivered.
 func (c *conn) commit() {
+	if len(c.traced) > 0 {
+		defer c.endWrite()
+	}
 	if c.err != nil || !c.wrote {
 		return
 	}
@@ -190,6 +203,33 @@ func (c *conn) commit() {
 		c.hub.m.delivered.Add(c.ctx, int64(len(c.pending)))
 		c.pending = c.pending[:0]
 	}
+}
+
+// endWrite records the span of the write that just flushed (or failed) the traced frames: it
+// starts when the first of them was queued, is a child of that frame's batch span (so the
+// event's trace reaches this stream) and links the batch span of each of them.
+func (c *conn) endWrite() {
+	links := make([]trace.Link, len(c.traced))
+	for i, f := range c.traced {
+		links[i] = trace.Link{SpanContext: f.batch}
+	}
+	first := c.traced[0]
+	ctx := trace.ContextWithSpanContext(c.ctx, first.batch)
+	_, span := c.hub.tracer.Start(ctx, "sse write",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithTimestamp(first.queued),
+		trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("messaging.operation.type", "send"),
+			attribute.Int("messaging.batch.message_count", len(c.traced)),
+		))
+	if c.err != nil {
+		span.RecordError(c.err)
+		span.SetStatus(codes.Error, c.err.Error())
+	}
+	span.End()
+	clear(c.traced) // let the frames be collected
+	c.traced = c.traced[:0]
 }
 
 // run writes the stream until it ends and returns why. lastSeq is the user's newest sequence
@@ -283,6 +323,9 @@ func (c *conn) handle(f *frame) {
 	if c.err == nil {
 		c.lastSent = f.seq
 		c.pending = append(c.pending, f.occurred)
+		if f.batch.IsSampled() {
+			c.traced = append(c.traced, f)
+		}
 	}
 }
 

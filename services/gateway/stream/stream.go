@@ -23,6 +23,13 @@
 //     that is more than the replay limit it gets `event: resync` instead (fetch the inbox) and
 //     continues live from the newest notification.
 //
+// Tracing: a push batch is handled in a consumer span ("deliver notifications"), a child of
+// the span that published it, and each stream's write of live notifications is a span ("sse
+// write", from the notification's arrival to the flush that sent it) in the same trace, which
+// links the batch span of every notification it wrote: one event that fans out to many
+// streams is linked from each of their writes, and a write that carries the notifications of
+// several events is found from each of them. Only sampled batches make write spans.
+//
 // Frames: `retry: <ms>` first (a reconnection delay with jitter); `id: <seq>`, `event:
 // notification`, `data: <realtimev1.Notification JSON>` per notification; `: ping` comments
 // on idle streams; and the control events `resync` (data {"last_seq":n}, id n),
@@ -392,7 +399,8 @@ func (h *Hub) dispatch(ctx context.Context, msg []byte) {
 		h.log.LogAttrs(ctx, slog.LevelWarn, "malformed push batch dropped", slog.String("error", err.Error()), slog.Int("bytes", len(msg)))
 		return
 	}
-	// The batch carries the trace of the notification handler that published it.
+	// The batch carries the trace of the notification handler that published it; each stream's
+	// write of these notifications is a span of that trace too (see conn.endWrite).
 	bctx := h.prop.Extract(ctx, propagation.MapCarrier{"traceparent": b.TraceParent, "tracestate": b.TraceState})
 	bctx, span := h.tracer.Start(bctx, "deliver notifications", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.Int("piazza.deliveries", len(b.Deliveries))))
@@ -415,6 +423,9 @@ func (h *Hub) dispatch(ctx context.Context, msg []byte) {
 		}
 		// One frame for every connection of the user: it is encoded once and only read.
 		f := &frame{seq: d.Notification.Seq, data: data, occurred: occurred}
+		if sc := span.SpanContext(); sc.IsSampled() {
+			f.batch, f.queued = sc, time.Now()
+		}
 		for _, c := range conns {
 			c.offer(bctx, f)
 		}

@@ -45,10 +45,11 @@ type Application struct {
 	UnreadCount       Handler[UnreadCount, domain.Unread]
 	MarkRead          Handler[MarkRead, None]
 
-	// HandleEvent consumes one domain event from topics "users" and "posts": post.created
-	// notifies every follower of the author, post.liked and post.commented the post's author
-	// (not when the actor is the author), user.followed the followee; other types are acked
-	// untouched. Each batch of recipients is stored in one inbox transaction, then pushed to
+	// HandleEvent consumes one domain event from topics "users", "posts" and "messages":
+	// post.created notifies every follower of the author, post.liked and post.commented the
+	// post's author (not when the actor is the author), user.followed the followee,
+	// message.sent every participant of the conversation but the sender; other types are
+	// acked untouched. Each batch of recipients is stored in one inbox transaction, then pushed to
 	// the gateways of those online. It is idempotent: a redelivered event stores nothing new
 	// and pushes the stored notifications again with their original seqs. An error marked
 	// events.Permanent (a payload that does not fit its type) sends the event to the dead

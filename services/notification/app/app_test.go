@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/piazza-social/piazza/api/eventsv1"
@@ -392,13 +394,88 @@ func TestLikeCommentAndFollowNotifyTheirRecipientWithTheActor(t *testing.T) {
 	}
 }
 
+func TestAMessageNotifiesEveryParticipantButTheSenderWithTheWholeMessage(t *testing.T) {
+	f := newFixture(t, app.Config{FanoutBatch: 2})
+	f.presence.online["author"] = []string{"gw-a"}
+	f.presence.online["liker"] = []string{"gw-a", "gw-b"}
+	text := strings.Repeat("long message ", 300) // far beyond a preview
+	sentAt := time.Date(2031, 5, 6, 7, 8, 9, 123456000, time.UTC)
+	env := envelope(t, eventsv1.MessageSent, "conv-1", eventsv1.MessageSentPayload{
+		MessageID: "msg-1", ConversationID: "conv-1", SenderID: "bob",
+		ParticipantIDs: []string{"author", "bob", "liker", "away"}, Text: text, ClientMsgID: "web-1", SentAt: sentAt,
+	})
+	f.handle(t, env)
+	f.handle(t, env) // redelivered
+
+	wantData, err := json.Marshal(map[string]any{
+		"actor":           map[string]string{"id": "bob", "username": "bob"},
+		"conversation_id": "conv-1",
+		"message":         map[string]any{"id": "msg-1", "text": text, "client_msg_id": "web-1", "sent_at": sentAt},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"author", "liker", "away"} {
+		got := f.inbox(t, user)
+		if len(got) != 1 || got[0].Seq != 1 || got[0].Type != eventsv1.MessageSent || got[0].EventID != env.ID || !jsonEqual(t, got[0].Data, wantData) {
+			t.Errorf("%s's inbox %+v, want the message once (data %s)", user, got, wantData)
+		}
+	}
+	if got := f.inbox(t, "bob"); len(got) != 0 {
+		t.Errorf("the sender was notified of their own message: %+v", got)
+	}
+	// Recipients in batches of 2: author+liker, then away; each batch pushed to its gateways,
+	// once per handling.
+	var sizes []int
+	for _, c := range f.presence.calls {
+		sizes = append(sizes, len(c))
+	}
+	if !slices.Equal(sizes, []int{2, 1, 2, 1}) {
+		t.Errorf("presence lookups of sizes %v, want [2 1] per handling", sizes)
+	}
+	for inst, want := range map[string][]string{"gw-a": {"author", "liker"}, "gw-b": {"liker"}} {
+		sent := f.pusher.sent(inst)
+		if len(sent) != 2 {
+			t.Fatalf("%s got %d batches, want 2 (one per handling)", inst, len(sent))
+		}
+		var users []string
+		for _, d := range sent[0].Deliveries {
+			users = append(users, d.UserID)
+		}
+		if !slices.Equal(users, want) {
+			t.Errorf("%s delivered to %q, want %q", inst, users, want)
+		}
+	}
+	if got := f.sum(t, "notification.stored", attribute.String("type", eventsv1.MessageSent)); got != 3 {
+		t.Errorf("notification.stored = %d, want 3", got)
+	}
+}
+
+// jsonEqual compares two JSON documents by value.
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Fatal(err)
+	}
+	ja, _ := json.Marshal(va)
+	jb, _ := json.Marshal(vb)
+	return string(ja) == string(jb)
+}
+
 func TestEventsThatNotifyNobodyAreAcked(t *testing.T) {
 	f := newFixture(t, app.Config{})
 	for _, env := range []events.Envelope{
 		envelope(t, eventsv1.UserRegistered, "u1", eventsv1.UserRegisteredPayload{UserID: "u1", Username: "u"}),
 		envelope(t, eventsv1.UserUnfollowed, "u1", eventsv1.UserUnfollowedPayload{FollowerID: "u1", FolloweeID: "u2"}),
 		envelope(t, eventsv1.PostDeleted, "u1", eventsv1.PostDeletedPayload{PostID: "p", AuthorID: "u1"}),
-		envelope(t, "message.sent", "c1", map[string]string{"text": "later"}),
+		envelope(t, eventsv1.MessageSent, "c1", eventsv1.MessageSentPayload{
+			MessageID: "m1", ConversationID: "c1", SenderID: "u1", ParticipantIDs: []string{"u1"}, Text: "note to self",
+		}),
+		envelope(t, "conversation.renamed", "c1", map[string]string{"name": "not a notification"}),
 	} {
 		if err := f.app.HandleEvent(t.Context(), env); err != nil {
 			t.Errorf("%s: %v, want nil (acked)", env.Type, err)
@@ -420,6 +497,8 @@ func TestMalformedOrIncompletePayloadsArePermanentFailures(t *testing.T) {
 		{eventsv1.PostCreated, `{"post_id": "p", "text": "no author"}`},
 		{eventsv1.PostCommented, `{"post_id": "p", "author_id": "a", "commenter_id": "b"}`},
 		{eventsv1.UserFollowed, `{"follower_id": "a"}`},
+		{eventsv1.MessageSent, `{"message_id": "m", "conversation_id": "c", "sender_id": "a"}`},
+		{eventsv1.MessageSent, `{"message_id": "m", "conversation_id": "c", "sender_id": "a", "participant_ids": "b"}`},
 	}
 	for _, tc := range tests {
 		env := envelope(t, tc.typ, "a", map[string]string{})
@@ -513,7 +592,8 @@ func TestFailedPushIsCountedButTheEventSucceeds(t *testing.T) {
 }
 
 func TestPushedBatchCarriesTheTraceContextAndTheEventTime(t *testing.T) {
-	tp := sdktrace.NewTracerProvider()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	f := newFixture(t, app.Config{TracerProvider: tp, Propagator: propagation.TraceContext{}})
 	f.presence.online["author"] = []string{"gw-a"}
 	ctx, span := tp.Tracer("test").Start(context.Background(), "consume")
@@ -530,6 +610,20 @@ func TestPushedBatchCarriesTheTraceContextAndTheEventTime(t *testing.T) {
 	got := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
 	if !got.IsValid() || got.TraceID() != span.SpanContext().TraceID() {
 		t.Fatalf("traceparent %q does not continue trace %s", sent[0].TraceParent, span.SpanContext().TraceID())
+	}
+	// consume → notification.deliver → send gateway_events (producer), whose context the
+	// batch carries.
+	spans := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		spans[s.Name()] = s
+	}
+	deliver, send := spans["notification.deliver"], spans["send gateway_events"]
+	if deliver == nil || send == nil {
+		t.Fatalf("spans %v, want notification.deliver and send gateway_events", spans)
+	}
+	if deliver.Parent().SpanID() != span.SpanContext().SpanID() || send.Parent().SpanID() != deliver.SpanContext().SpanID() ||
+		send.SpanKind() != trace.SpanKindProducer || got.SpanID() != send.SpanContext().SpanID() {
+		t.Fatalf("the batch carries span %s; want the producer span %s under the delivery under the consumer", got.SpanID(), send.SpanContext().SpanID())
 	}
 	if want := env.OccurredAt.Truncate(time.Microsecond); !sent[0].OccurredAt.Equal(want) {
 		t.Fatalf("occurred_at %s, want the event's %s", sent[0].OccurredAt, want)

@@ -25,6 +25,7 @@ import (
 //   - post.created: every follower of the author, walked batch by batch through Followers;
 //   - post.liked, post.commented: the post's author, unless the actor is the author;
 //   - user.followed: the followed user;
+//   - message.sent: every participant of the conversation but the sender (at most 49);
 //   - any other type: nothing (acked).
 //
 // The actor's username is looked up through Users (user.followed carries it already). Each
@@ -65,6 +66,12 @@ func (s *service) handleEvent(ctx context.Context, env events.Envelope) error {
 	switch t.Audience {
 	case domain.AudienceUser:
 		return s.deliver(ctx, t, d, []string{t.Recipient})
+	case domain.AudienceParticipants:
+		for batch := range slices.Chunk(t.Recipients, s.batch) {
+			if err := s.deliver(ctx, t, d, batch); err != nil {
+				return err
+			}
+		}
 	case domain.AudienceFollowers:
 		err := s.followers.Each(ctx, t.Actor.ID, func(ids []string) error {
 			recipients := make([]string, 0, len(ids))
@@ -115,6 +122,15 @@ func trigger(env events.Envelope) (domain.Trigger, error) {
 			return domain.Trigger{}, err
 		}
 		return wrapInvalid(env)(domain.UserFollowed(env.ID, env.OccurredAt, p.FollowerID, p.FollowerUsername, p.FolloweeID))
+	case eventsv1.MessageSent:
+		var p eventsv1.MessageSentPayload
+		if err := env.DecodePayload(&p); err != nil {
+			return domain.Trigger{}, err
+		}
+		return wrapInvalid(env)(domain.MessageSent(env.ID, env.OccurredAt, domain.Message{
+			ID: p.MessageID, ConversationID: p.ConversationID, SenderID: p.SenderID, ParticipantIDs: p.ParticipantIDs,
+			Text: p.Text, ClientMsgID: p.ClientMsgID, SentAt: p.SentAt,
+		}))
 	}
 	return domain.Trigger{}, nil
 }
@@ -153,7 +169,7 @@ func (s *service) deliver(ctx context.Context, t domain.Trigger, d domain.Draft,
 
 // push routes stored notifications to the gateway instances holding their recipients'
 // connections: one presence lookup for the whole batch, then one realtimev1.Batch per
-// instance, carrying the trace context of ctx and the event's time.
+// instance (see pushTo), carrying the trace context and the event's time.
 //
 // It never fails the handler: the inbox is the source of truth, and a push is only the fast
 // path. A client that missed one catches up from the inbox — on reconnect (Last-Event-ID), or
@@ -186,26 +202,44 @@ func (s *service) push(ctx context.Context, occurredAt time.Time, stored []domai
 	if len(byInstance) == 0 {
 		return // everyone offline
 	}
+	for _, instance := range slices.Sorted(maps.Keys(byInstance)) {
+		s.pushTo(ctx, instance, occurredAt, byInstance[instance])
+	}
+}
+
+// pushTo publishes one gateway instance's batch in a producer span, "send gateway_events", a
+// child of the delivery; the batch carries that span's context, so the gateway's handling of
+// it is the span's child and the trace goes on to the streams.
+func (s *service) pushTo(ctx context.Context, instance string, occurredAt time.Time, deliveries []realtimev1.Delivery) {
+	// Named after the channel family, not the channel: span names must not vary per instance.
+	ctx, span := s.tracer.Start(ctx, "send gateway_events",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", realtimev1.Channel(instance)),
+			attribute.Int("messaging.batch.message_count", len(deliveries)),
+		))
+	defer span.End()
 	carrier := propagation.MapCarrier{}
 	s.prop.Inject(ctx, carrier)
-	for _, instance := range slices.Sorted(maps.Keys(byInstance)) {
-		msg, err := json.Marshal(realtimev1.Batch{
-			Deliveries:  byInstance[instance],
-			TraceParent: carrier.Get("traceparent"),
-			TraceState:  carrier.Get("tracestate"),
-			OccurredAt:  occurredAt,
-		})
-		if err == nil {
-			err = s.pusher.Publish(ctx, instance, msg)
-		}
-		if err != nil {
-			s.metrics.pushFailures.Add(ctx, 1, metricAttrs(attribute.String("stage", "publish")))
-			s.log.WarnContext(ctx, "push to a gateway failed; its recipients catch up from the inbox",
-				slog.String("instance", instance), slog.Int("deliveries", len(byInstance[instance])), slog.String("error", err.Error()))
-			continue
-		}
-		s.metrics.pushed.Add(ctx, 1)
+	msg, err := json.Marshal(realtimev1.Batch{
+		Deliveries:  deliveries,
+		TraceParent: carrier.Get("traceparent"),
+		TraceState:  carrier.Get("tracestate"),
+		OccurredAt:  occurredAt,
+	})
+	if err == nil {
+		err = s.pusher.Publish(ctx, instance, msg)
 	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(otelcodes.Error, err.Error())
+		s.metrics.pushFailures.Add(ctx, 1, metricAttrs(attribute.String("stage", "publish")))
+		s.log.WarnContext(ctx, "push to a gateway failed; its recipients catch up from the inbox",
+			slog.String("instance", instance), slog.Int("deliveries", len(deliveries)), slog.String("error", err.Error()))
+		return
+	}
+	s.metrics.pushed.Add(ctx, 1)
 }
 
 // realtime returns n as clients see it (SSE data and the inbox API): its id is the id of the

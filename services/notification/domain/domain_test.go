@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,15 @@ func TestEachEventNotifiesItsRecipientsButNeverTheActor(t *testing.T) {
 			domain.AudienceUser, "star", []check{{"star", true}, {"fan", false}}},
 		{"following yourself (never emitted) notifies nobody", must(domain.UserFollowed("e7", at, "me", "me", "me")),
 			domain.AudienceNobody, "", []check{{"me", false}}},
+		{"a message notifies every participant but its sender", must(domain.MessageSent("e8", at, domain.Message{
+			ID: "m1", ConversationID: "c1", SenderID: "ann", ParticipantIDs: []string{"ann", "bob", "cat"},
+		})), domain.AudienceParticipants, "", []check{{"bob", true}, {"cat", true}, {"ann", false}, {"dan", false}, {"", false}}},
+		{"a message notifies each participant once, whatever the event repeats", must(domain.MessageSent("e9", at, domain.Message{
+			ID: "m1", ConversationID: "c1", SenderID: "ann", ParticipantIDs: []string{"bob", "ann", "bob", " ", ""},
+		})), domain.AudienceParticipants, "", []check{{"bob", true}, {"ann", false}, {" ", false}, {"", false}}},
+		{"a message to a conversation of the sender alone notifies nobody", must(domain.MessageSent("e10", at, domain.Message{
+			ID: "m1", ConversationID: "c1", SenderID: "ann", ParticipantIDs: []string{"ann"},
+		})), domain.AudienceNobody, "", []check{{"ann", false}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +84,14 @@ func TestEventsMissingARequiredFieldAreInvalid(t *testing.T) {
 		{"comment without comment id", second(domain.PostCommented("e", at, "p", "a", "", "b", "t")), "comment_id"},
 		{"follow without followee", second(domain.UserFollowed("e", at, "f", "n", "")), "followee_id"},
 		{"event without id", second(domain.PostLiked("", at, "p", "a", "b")), "event_id"},
+		{"message without conversation", second(domain.MessageSent("e", at, domain.Message{
+			ID: "m", SenderID: "a", ParticipantIDs: []string{"a", "b"}})), "conversation_id"},
+		{"message without id", second(domain.MessageSent("e", at, domain.Message{
+			ConversationID: "c", SenderID: "a", ParticipantIDs: []string{"a", "b"}})), "message_id"},
+		{"message without sender", second(domain.MessageSent("e", at, domain.Message{
+			ID: "m", ConversationID: "c", ParticipantIDs: []string{"a", "b"}})), "sender_id"},
+		{"message without participants", second(domain.MessageSent("e", at, domain.Message{
+			ID: "m", ConversationID: "c", SenderID: "a"})), "participant_ids"},
 	}
 	for _, tc := range tests {
 		fes := domain.FieldErrors(tc.err)
@@ -104,6 +122,12 @@ func TestDataHasTheDocumentedShapePerType(t *testing.T) {
 			`{"actor":{"id":"a1","username":"ann"},"post_id":"p1","comment_id":"c1","text":"` + strings.Repeat("é", 140) + `"}`},
 		{"user.followed", func() (domain.Trigger, error) { return domain.UserFollowed("e", at, "a1", "", "x") },
 			`{"actor":{"id":"a1","username":"ann"}}`},
+		{"message.sent", func() (domain.Trigger, error) {
+			return domain.MessageSent("e", at, domain.Message{
+				ID: "m1", ConversationID: "c1", SenderID: "a1", ParticipantIDs: []string{"a1", "b"},
+				Text: " " + long + " ", ClientMsgID: "web-7", SentAt: time.Date(2031, 3, 14, 16, 9, 26, 5e8, time.FixedZone("CET", 3600)),
+			})
+		}, `{"actor":{"id":"a1","username":"ann"},"conversation_id":"c1","message":{"id":"m1","text":" ` + long + ` ","client_msg_id":"web-7","sent_at":"2031-03-14T15:09:26.5Z"}}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,6 +155,37 @@ func TestDataHasTheDocumentedShapePerType(t *testing.T) {
 	unknown.Type = eventsv1.UserRegistered
 	if _, err := unknown.Data(); err == nil {
 		t.Error("a type without a data shape produced data")
+	}
+}
+
+func TestAMessagesRecipientsAreDistinctInTheEventsOrder(t *testing.T) {
+	tr, err := domain.MessageSent("e", at, domain.Message{
+		ID: "m1", ConversationID: "c1", SenderID: "ann", ParticipantIDs: []string{"cat", "ann", "bob", "cat", "", "bob"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"cat", "bob"}; !slices.Equal(tr.Recipients, want) {
+		t.Errorf("recipients %q, want %q", tr.Recipients, want)
+	}
+}
+
+func TestAMessageWithoutASendTimeIsDatedByItsEvent(t *testing.T) {
+	tr, err := domain.MessageSent("e", at, domain.Message{ID: "m1", ConversationID: "c1", SenderID: "a1", ParticipantIDs: []string{"a1", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := tr.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Message struct {
+			SentAt time.Time `json:"sent_at"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil || !v.Message.SentAt.Equal(at) {
+		t.Errorf("sent_at %s (%v), want the event's time %s", v.Message.SentAt, err, at)
 	}
 }
 

@@ -2,7 +2,9 @@ package domain
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -50,6 +52,9 @@ const (
 	AudienceUser
 	// AudienceFollowers: the event notifies every follower of the actor.
 	AudienceFollowers
+	// AudienceParticipants: the event notifies each of Trigger.Recipients (the participants
+	// of a conversation but the actor).
+	AudienceParticipants
 )
 
 // String names the audience, for logs.
@@ -61,6 +66,8 @@ func (a Audience) String() string {
 		return "user"
 	case AudienceFollowers:
 		return "followers"
+	case AudienceParticipants:
+		return "participants"
 	}
 	return fmt.Sprintf("audience(%d)", int(a))
 }
@@ -89,20 +96,37 @@ func Preview(text string) string {
 }
 
 // Trigger is a domain event read as a cause of notifications: who acted, who is told, and what
-// the notification says. Build one with PostCreated, PostLiked, PostCommented or UserFollowed.
+// the notification says. Build one with PostCreated, PostLiked, PostCommented, UserFollowed or
+// MessageSent.
 type Trigger struct {
 	EventID    string
 	Type       string
 	OccurredAt time.Time
 	// Actor is who acted. Actor.Username may be empty until the application fills it in.
 	Actor Actor
-	// Audience says who is told; Recipient is that user when Audience is AudienceUser.
-	Audience  Audience
-	Recipient string
+	// Audience says who is told; Recipient is that user when Audience is AudienceUser, and
+	// Recipients are those users (distinct, never the actor) when it is AudienceParticipants.
+	Audience   Audience
+	Recipient  string
+	Recipients []string
 
 	postID    string
 	commentID string
 	text      string
+	message   Message
+}
+
+// Message is a direct message as message.sent reports it.
+type Message struct {
+	ID             string
+	ConversationID string
+	SenderID       string
+	// ParticipantIDs are the conversation's participants when the message was sent, the
+	// sender included.
+	ParticipantIDs []string
+	Text           string
+	ClientMsgID    string
+	SentAt         time.Time
 }
 
 // required reports every empty value of kv (name, value, name, value, …) as an
@@ -176,14 +200,47 @@ func UserFollowed(eventID string, at time.Time, followerID, followerUsername, fo
 	return t.single(followeeID), nil
 }
 
+// MessageSent: m.SenderID sent message m to conversation m.ConversationID; every other
+// participant is told. The notification carries the whole message (not a preview): it is how
+// the message reaches the recipients' open conversations in real time.
+func MessageSent(eventID string, at time.Time, m Message) (Trigger, error) {
+	var noParticipants fields
+	if len(m.ParticipantIDs) == 0 {
+		noParticipants.add("participant_ids", ErrInvalidEventFields)
+	}
+	if err := errors.Join(required("event_id", eventID, "message_id", m.ID, "conversation_id", m.ConversationID,
+		"sender_id", m.SenderID), noParticipants.err()); err != nil {
+		return Trigger{}, err
+	}
+	t := base(eventID, eventsv1.MessageSent, at, m.SenderID)
+	m.ParticipantIDs = slices.Clone(m.ParticipantIDs)
+	if m.SentAt.IsZero() {
+		m.SentAt = at
+	}
+	m.SentAt = m.SentAt.UTC()
+	t.message = m
+	for _, id := range m.ParticipantIDs {
+		if strings.TrimSpace(id) != "" && id != m.SenderID && !slices.Contains(t.Recipients, id) {
+			t.Recipients = append(t.Recipients, id)
+		}
+	}
+	if len(t.Recipients) > 0 {
+		t.Audience = AudienceParticipants
+	}
+	return t, nil
+}
+
 // Notifies reports whether userID is told about the event, as one of its audience: for a
-// fan-out to followers every follower but the actor; for a single recipient that user.
+// fan-out to followers every follower but the actor; for a single recipient that user; for a
+// conversation's participants each of them but the actor.
 func (t Trigger) Notifies(userID string) bool {
 	switch t.Audience {
 	case AudienceUser:
 		return userID == t.Recipient
 	case AudienceFollowers:
 		return userID != "" && userID != t.Actor.ID
+	case AudienceParticipants:
+		return slices.Contains(t.Recipients, userID)
 	}
 	return false
 }
@@ -196,9 +253,11 @@ func (t Trigger) Notifies(userID string) bool {
 //	post.liked      {"actor", "post_id"}
 //	post.commented  {"actor", "post_id", "comment_id", "text"}
 //	user.followed   {"actor"}
+//	message.sent    {"actor", "conversation_id", "message": {"id", "text", "client_msg_id", "sent_at"}}
 //
-// "text" is a preview: the first PreviewLength (140) characters of the post or comment, trimmed.
-// Fields are only ever added to these shapes.
+// The "text" of a post or comment is a preview: its first PreviewLength (140) characters,
+// trimmed. A message's text is the whole message, as sent. Fields are only ever added to these
+// shapes.
 func (t Trigger) Data() (json.RawMessage, error) {
 	var v any
 	switch t.Type {
@@ -225,6 +284,19 @@ func (t Trigger) Data() (json.RawMessage, error) {
 		v = struct {
 			Actor Actor `json:"actor"`
 		}{t.Actor}
+	case eventsv1.MessageSent:
+		type message struct {
+			ID          string    `json:"id"`
+			Text        string    `json:"text"`
+			ClientMsgID string    `json:"client_msg_id"`
+			SentAt      time.Time `json:"sent_at"`
+		}
+		m := t.message
+		v = struct {
+			Actor          Actor   `json:"actor"`
+			ConversationID string  `json:"conversation_id"`
+			Message        message `json:"message"`
+		}{t.Actor, m.ConversationID, message{m.ID, m.Text, m.ClientMsgID, m.SentAt}}
 	default:
 		return nil, fmt.Errorf("notification domain: no data shape for event type %q", t.Type)
 	}

@@ -10,13 +10,14 @@ import (
 
 // Handler names, as they appear in logs, metrics and dead letters.
 const (
-	UsersHandler = "notification.users"
-	PostsHandler = "notification.posts"
+	UsersHandler    = "notification.users"
+	PostsHandler    = "notification.posts"
+	MessagesHandler = "notification.messages"
 )
 
-// AddEventHandlers registers h on r for the topics "users" (as UsersHandler) and "posts" (as
-// PostsHandler), each through its own subscriber
-// of bus for consumer group group (so every notification-service replica shares the work, and
+// AddEventHandlers registers h on r for the topics "users" (as UsersHandler), "posts" (as
+// PostsHandler) and "messages" (as MessagesHandler), each through its own subscriber of bus
+// for consumer group group (so every notification-service replica shares the work, and
 // each event is handled by one of them). The router owns and closes the subscribers.
 func AddEventHandlers(r *events.Router, bus events.Bus, group string, h events.Handler) error {
 	if r == nil || bus == nil || h == nil || group == "" {
@@ -25,6 +26,7 @@ func AddEventHandlers(r *events.Router, bus events.Bus, group string, h events.H
 	for _, reg := range []struct{ name, topic string }{
 		{UsersHandler, eventsv1.TopicUsers},
 		{PostsHandler, eventsv1.TopicPosts},
+		{MessagesHandler, eventsv1.TopicMessages},
 	} {
 		sub, err := bus.Subscriber(group)
 		if err != nil {
