@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"os/exec"
 	"path/filepath"
 
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/auth"
+	"github.com/piazza-social/piazza/platform/cassandra/cassandratest"
 	"github.com/piazza-social/piazza/platform/events"
 	"github.com/piazza-social/piazza/platform/events/kafkabus"
 	"github.com/piazza-social/piazza/platform/infratest"
@@ -24,11 +26,20 @@ import (
 type deployment struct {
 	gw1, gw2         *client
 	gw2proc          *proc
+	procs            map[string]*proc // by name: user-service, …, gateway-1, gateway-2
+	order            []string         // names in start order
 	deadLetterDB     string
 	kafka, failpoint string
 }
 
 func startDistributed(t *testing.T, gatewayArgs ...string) deployment {
+	t.Helper()
+	return startDistributedWith(t, nil, gatewayArgs...)
+}
+
+// startDistributedWith starts the deployment with extra environment for every process (e.g.
+// OTEL_EXPORTER_OTLP_ENDPOINT) and extra flags for every service.
+func startDistributedWith(t *testing.T, env []string, extraArgs ...string) deployment {
 	t.Helper()
 	kafka := strings.Join(infratest.KafkaBrokers(t), ",")
 	redisAddr := infratest.RedisAddr(t)
@@ -38,30 +49,55 @@ func startDistributed(t *testing.T, gatewayArgs ...string) deployment {
 	if _, err := auth.GenerateKeyFile(keys); err != nil {
 		t.Fatal(err)
 	}
-	d := deployment{kafka: kafka, deadLetterDB: infratest.NewPostgresDatabase(t), failpoint: filepath.Join(t.TempDir(), "fail-likes")}
+	d := deployment{kafka: kafka, deadLetterDB: infratest.NewPostgresDatabase(t), failpoint: filepath.Join(t.TempDir(), "fail-likes"),
+		procs: map[string]*proc{}}
+	launch := func(name string, args ...string) *proc {
+		p := start(t, name, env, args...)
+		d.procs[name] = p
+		d.order = append(d.order, name)
+		return p
+	}
 	common := []string{"--kafka-brokers", kafka, "--redis-addr", redisAddr, "--redis-prefix", prefix,
 		"--presence-ttl=3s", "--presence-heartbeat=1s", "--event-max-attempts=3"}
 	addrs := map[string]string{}
 	serve := func(name string, args ...string) *proc {
 		addr := freeAddr(t)
 		addrs[name] = addr
-		return start(t, name+"-service", nil, append(append([]string{"serve", "--services=" + name, "--grpc-addr", addr}, common...), args...)...)
+		return launch(name+"-service", append(append(append([]string{"serve", "--services=" + name, "--grpc-addr", addr}, common...), extraArgs...), args...)...)
 	}
-	serve("user", append([]string{"--user-database-url", infratest.NewPostgresDatabase(t), "--jwt-keys-dir", keys}, fastHashing...)...)
+	// The migration job runs first, as in the compose file: services never migrate on their own.
+	dbs := map[string]string{}
+	for _, svc := range []string{"user", "post", "notification", "presence"} {
+		dbs[svc] = infratest.NewPostgresDatabase(t)
+	}
+	dbs["deadletter"] = d.deadLetterDB
+	var migrateArgs []string
+	for svc, url := range dbs {
+		migrateArgs = append(migrateArgs, "--"+svc+"-database-url", url)
+	}
+	migrate(t, append([]string{"postgres"}, migrateArgs...)...)
+	// messaging-migration: the keyspace and its tables, before messaging-service starts.
+	cassHosts, keyspace := cassandratest.NewKeyspace(t)
+	cass := []string{"--cassandra-hosts", strings.Join(cassHosts, ","), "--cassandra-keyspace", keyspace}
+	migrate(t, append([]string{"cassandra"}, cass...)...)
+
+	serve("user", append([]string{"--user-database-url", dbs["user"], "--jwt-keys-dir", keys}, fastHashing...)...)
 	peers := func() []string {
 		return []string{"--user-service-addr", addrs["user"], "--post-service-addr", addrs["post"],
-			"--notification-service-addr", addrs["notification"], "--presence-service-addr", addrs["presence"]}
+			"--notification-service-addr", addrs["notification"], "--presence-service-addr", addrs["presence"],
+			"--messaging-service-addr", addrs["messaging"]}
 	}
-	serve("post", "--post-database-url", infratest.NewPostgresDatabase(t), "--user-service-addr", addrs["user"])
-	serve("notification", "--notification-database-url", infratest.NewPostgresDatabase(t), "--user-service-addr", addrs["user"],
+	serve("post", "--post-database-url", dbs["post"], "--user-service-addr", addrs["user"])
+	serve("notification", "--notification-database-url", dbs["notification"], "--user-service-addr", addrs["user"],
 		"--failpoint=post.liked@"+d.failpoint)
-	serve("presence", "--presence-database-url", infratest.NewPostgresDatabase(t))
+	serve("presence", "--presence-database-url", dbs["presence"])
 	serve("deadletter", "--deadletter-database-url", d.deadLetterDB)
+	serve("messaging", cass...)
 
 	var gws []*client
 	for _, name := range []string{"gateway-1", "gateway-2"} {
 		httpAddr := freeAddr(t)
-		p := start(t, name, nil, append(append(append([]string{"serve", "--services=gateway", "--http-addr", httpAddr}, common...), peers()...), gatewayArgs...)...)
+		p := launch(name, append(append(append([]string{"serve", "--services=gateway", "--http-addr", httpAddr}, common...), peers()...), extraArgs...)...)
 		gws = append(gws, newClient(t, httpAddr))
 		d.gw2proc = p
 	}
@@ -162,4 +198,27 @@ func (p *proc) kill(t *testing.T) {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	p.killed = true
+}
+
+// migrate runs `piazza migrate args...` and requires success.
+func migrate(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"migrate"}, args...)...)
+	cmd.Env = cleanEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("piazza migrate %s: %v\n%s", args[0], err, out)
+	}
+}
+
+func TestDistributedDirectMessagesOnCassandra(t *testing.T) {
+	d := startDistributed(t, "--signup-limit-per-address=100/1m:100")
+	messagingScenario(t, d.gw1, d.gw2, uniqueSuffix())
+}
+
+// stopAll ends every process with SIGTERM, gateways first, which also flushes their telemetry.
+func (d deployment) stopAll(t *testing.T) {
+	t.Helper()
+	for i := len(d.order) - 1; i >= 0; i-- {
+		d.procs[d.order[i]].stop(t)
+	}
 }

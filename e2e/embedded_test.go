@@ -73,3 +73,10 @@ func TestEmbeddedRealtimeDeliveryReplayAndDeadLetters(t *testing.T) {
 		dlq: func(args ...string) string { return runDLQ(t, nil, append(args, "--data-dir", dir)...) },
 	}, "emb")
 }
+
+func TestEmbeddedDirectMessages(t *testing.T) {
+	addr := freeAddr(t)
+	startEmbedded(t, t.TempDir(), addr)
+	c := newClient(t, addr)
+	messagingScenario(t, c, c, "emb")
+}

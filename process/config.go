@@ -49,11 +49,18 @@ type Config struct {
 	PostServiceAddr         string `flag:"post-service-addr" help:"distributed mode: post-service gRPC address, when post runs elsewhere"`
 	NotificationServiceAddr string `flag:"notification-service-addr" help:"distributed mode: notification-service gRPC address, when notification runs elsewhere"`
 	PresenceServiceAddr     string `flag:"presence-service-addr" help:"distributed mode: presence-service gRPC address, when presence runs elsewhere"`
+	MessagingServiceAddr    string `flag:"messaging-service-addr" help:"distributed mode: messaging-service gRPC address, when messaging runs elsewhere"`
 	UserDatabaseURL         string `flag:"user-database-url" help:"distributed mode: PostgreSQL URL of user-service (postgres://...)"`
 	PostDatabaseURL         string `flag:"post-database-url" help:"distributed mode: PostgreSQL URL of post-service"`
 	NotificationDatabaseURL string `flag:"notification-database-url" help:"distributed mode: PostgreSQL URL of notification-service"`
 	PresenceDatabaseURL     string `flag:"presence-database-url" help:"distributed mode: PostgreSQL URL of presence-service"`
 	DeadLetterDatabaseURL   string `flag:"deadletter-database-url" help:"distributed mode: PostgreSQL URL of the dead-letter archive"`
+
+	CassandraHosts    []string `flag:"cassandra-hosts" help:"distributed mode: Cassandra contact points host:port,... (messaging)"`
+	CassandraKeyspace string   `flag:"cassandra-keyspace" default:"piazza" help:"keyspace of the Cassandra tables (created by piazza migrate cassandra)"`
+	CassandraLocalDC  string   `flag:"cassandra-local-dc" help:"Cassandra data centre to route requests to (empty: any)"`
+	CassandraUsername string   `flag:"cassandra-username" help:"Cassandra user (empty: no authentication)"`
+	CassandraPassword string   `flag:"cassandra-password" secret:"true" help:"Cassandra password"`
 
 	PresenceTTL       time.Duration `flag:"presence-ttl" default:"60s" help:"lifetime of a connection's presence entry unless renewed"`
 	PresenceHeartbeat time.Duration `flag:"presence-heartbeat" default:"20s" help:"how often a gateway renews its connections' presence entries"`
@@ -84,7 +91,7 @@ type Config struct {
 }
 
 // Known lists the services this binary can run, in start order.
-var Known = []string{"user", "post", "notification", "presence", "deadletter", "gateway"}
+var Known = []string{"user", "post", "notification", "presence", "messaging", "deadletter", "gateway"}
 
 // needsRedis lists the services that use Redis in distributed mode (presence, routing, push,
 // shared rate limits).
@@ -140,6 +147,9 @@ func (c *Config) Validate() error {
 				return settingError(need.setting, "required to run %s in distributed mode", need.service)
 			}
 		}
+		if c.Runs("messaging") && len(c.CassandraHosts) == 0 {
+			return settingError("cassandra-hosts", "required to run messaging in distributed mode")
+		}
 		for _, s := range needsRedis {
 			if c.Runs(s) && c.RedisAddr == "" {
 				return settingError("redis-addr", "required to run %s in distributed mode", s)
@@ -154,6 +164,7 @@ func (c *Config) Validate() error {
 			{"post", "post-service-addr", c.PostServiceAddr, []string{"gateway"}},
 			{"notification", "notification-service-addr", c.NotificationServiceAddr, []string{"gateway"}},
 			{"presence", "presence-service-addr", c.PresenceServiceAddr, []string{"gateway"}},
+			{"messaging", "messaging-service-addr", c.MessagingServiceAddr, []string{"gateway"}},
 		} {
 			if c.Runs(dep.service) || dep.value != "" {
 				continue

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/piazza-social/piazza/platform/admin"
@@ -107,6 +108,13 @@ func openInfrastructure(ctx context.Context, cfg Config, tel *telemetry.Telemetr
 		in.checks["kafka"] = func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) }
 		if cfg.RedisAddr != "" {
 			in.redis = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr})
+			// Redis calls are spans of the request's trace — never traces of their own, and
+			// without the command text (it would record pushed payloads and tickets).
+			if err := redisotel.InstrumentTracing(in.redis,
+				redisotel.WithTracerProvider(telemetry.ChildSpansOnly(tel.TracerProvider())),
+				redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
+				return nil, err
+			}
 			in.closer = append(in.closer, in.redis.Close)
 			if err := in.redis.Ping(pctx).Err(); err != nil {
 				return nil, settingError("redis-addr", "Redis not reachable at %s: %v", cfg.RedisAddr, err)

@@ -6,9 +6,11 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/piazza-social/piazza/platform/admin"
@@ -47,42 +49,53 @@ func Run(ctx context.Context, cfg Config, version string, log *slog.Logger) erro
 	}()
 	adm := admin.New(admin.Config{Addr: cfg.AdminAddr, EnablePprof: cfg.Pprof}, tel.MetricsHandler(), log)
 
-	// ---------------------------------------------------------------- infrastructure
-	infra, err := openInfrastructure(ctx, cfg, tel, log)
-	if err != nil {
-		return err
-	}
-	defer infra.Close(log)
-
-	// ---------------------------------------------------------------- services
-	g := lifecycle.New(log)
-	if err := addServices(ctx, g, cfg, infra, tel, log); err != nil {
-		return err
-	}
-	for name, check := range infra.checks {
-		adm.AddCheck(name, check)
-	}
-
-	// ---------------------------------------------------------------- run
-	// The admin server outlives the others: /readyz turns 503 as soon as shutdown begins, so load
+	// The admin server starts first and outlives the others: /healthz answers while the
+	// process waits for its dependencies (e.g. a database schema the migration job has not
+	// applied yet), /readyz says what it waits for, turns 503 as soon as shutdown begins so load
 	// balancers stop sending traffic while the public server drains, and /metrics stays
 	// scrapeable until the end.
+	var starting atomic.Bool
+	starting.Store(true)
+	adm.AddCheck("startup", func(context.Context) error {
+		if starting.Load() {
+			return errors.New("starting")
+		}
+		return nil
+	})
 	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
 	adminDone := make(chan error, 1)
 	go func() { adminDone <- adm.Run(adminCtx) }()
 	select {
 	case <-adm.Listening():
 	case err := <-adminDone:
-		stopAdmin()
 		return settingError("admin-addr", "%v", err)
 	}
 	go func() {
 		<-ctx.Done()
 		adm.SetDraining()
 	}()
+
+	// ---------------------------------------------------------------- infrastructure
+	infra, err := openInfrastructure(ctx, cfg, tel, log)
+	if err != nil {
+		return err
+	}
+	defer infra.Close(log)
+	for name, check := range infra.checks {
+		adm.AddCheck(name, check)
+	}
+
+	// ---------------------------------------------------------------- services
+	g := lifecycle.New(log)
+	if err := addServices(ctx, g, cfg, infra, adm, tel, log); err != nil {
+		return err
+	}
+	starting.Store(false)
 	log.InfoContext(ctx, "started", "services", strings.Join(cfg.Services, ","),
 		"admin_addr", adm.Addr(), "startup_ms", time.Since(started).Milliseconds())
 
+	// ---------------------------------------------------------------- run
 	runErr := g.Run(ctx)
 	stopAdmin()
 	if err := <-adminDone; err != nil && runErr == nil {

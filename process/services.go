@@ -7,15 +7,21 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
+	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 
+	messagingv1 "github.com/piazza-social/piazza/gen/piazza/messaging/v1"
 	notificationv1 "github.com/piazza-social/piazza/gen/piazza/notification/v1"
 	postv1 "github.com/piazza-social/piazza/gen/piazza/post/v1"
 	presencev1 "github.com/piazza-social/piazza/gen/piazza/presence/v1"
 	userv1 "github.com/piazza-social/piazza/gen/piazza/user/v1"
+	"github.com/piazza-social/piazza/platform/admin"
 	"github.com/piazza-social/piazza/platform/auth"
+	"github.com/piazza-social/piazza/platform/cassandra"
 	"github.com/piazza-social/piazza/platform/database"
 	"github.com/piazza-social/piazza/platform/events"
 	"github.com/piazza-social/piazza/platform/events/outbox"
@@ -27,6 +33,7 @@ import (
 	"github.com/piazza-social/piazza/services/gateway"
 	"github.com/piazza-social/piazza/services/gateway/stream"
 	"github.com/piazza-social/piazza/services/gateway/tickets"
+	"github.com/piazza-social/piazza/services/messaging"
 	"github.com/piazza-social/piazza/services/notification"
 	notificationadapters "github.com/piazza-social/piazza/services/notification/adapters"
 	"github.com/piazza-social/piazza/services/post"
@@ -40,6 +47,7 @@ import (
 type assembly struct {
 	cfg   Config
 	infra *infrastructure
+	adm   *admin.Server
 	tel   *telemetry.Telemetry
 	log   *slog.Logger
 	g     *lifecycle.Group
@@ -83,8 +91,8 @@ func (a *assembly) eventRouter() (*events.Router, error) {
 }
 
 // addServices builds the services cfg selects and adds each long-running part to g.
-func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infrastructure, tel *telemetry.Telemetry, log *slog.Logger) error {
-	a := &assembly{cfg: cfg, infra: in, tel: tel, log: log, g: g}
+func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infrastructure, adm *admin.Server, tel *telemetry.Telemetry, log *slog.Logger) error {
+	a := &assembly{cfg: cfg, infra: in, adm: adm, tel: tel, log: log, g: g}
 	a.grpcServer = rpc.NewServer(rpc.ServerConfig{
 		Addr:            cfg.GRPCAddr,
 		TracerProvider:  tel.TracerProvider(),
@@ -104,6 +112,7 @@ func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infras
 		{"post", a.addPost},
 		{"notification", a.addNotification},
 		{"presence", a.addPresence},
+		{"messaging", a.addMessaging},
 	} {
 		if cfg.Runs(svc.name) {
 			if err := svc.add(ctx); err != nil {
@@ -118,7 +127,7 @@ func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infras
 		}
 	}
 	if servesGRPC {
-		a.infra.checks["grpc-listener"] = closedCheck(a.grpcServer.Ready(), "the gRPC listener is not bound yet")
+		a.adm.AddCheck("grpc-listener", closedCheck(a.grpcServer.Ready(), "the gRPC listener is not bound yet"))
 		if cfg.Mode == Embedded {
 			g.Add("grpc", func(ctx context.Context) error { return a.grpcServer.Serve(ctx, a.local) })
 		} else {
@@ -133,9 +142,12 @@ func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infras
 	return nil
 }
 
-// openDatabase opens and migrates the relational store of one service: a SQLite file in the
-// data directory in the embedded default, the given PostgreSQL URL when distributed.
-func (a *assembly) openDatabase(ctx context.Context, service, url, setting string, sets ...database.MigrationSet) (*database.DB, error) {
+// openDatabase opens the relational store of one service: a SQLite file in the data directory
+// in the embedded default, which migrates itself (it is one process), or the given PostgreSQL
+// URL when distributed, which never does: the migration job (`piazza migrate postgres`) runs
+// before the services, and until it has, the service reports not ready, saying which version
+// it needs.
+func (a *assembly) openDatabase(ctx context.Context, service, url, setting string) (*database.DB, error) {
 	if a.cfg.Mode == Embedded {
 		url = "sqlite:" + filepath.Join(a.cfg.DataDir, service+".db")
 		setting = "data-dir"
@@ -148,18 +160,67 @@ func (a *assembly) openDatabase(ctx context.Context, service, url, setting strin
 	if err := db.Ping(ctx); err != nil {
 		return nil, settingError(setting, "%v", err)
 	}
-	for _, set := range sets {
-		if _, err := database.Migrate(ctx, db, set); err != nil {
-			return nil, fmt.Errorf("%s: %w", service, err)
+	sets := RelationalMigrations[service]
+	if a.cfg.Mode == Embedded {
+		for _, set := range sets {
+			if _, err := database.Migrate(ctx, db, set); err != nil {
+				return nil, fmt.Errorf("%s: %w", service, err)
+			}
+		}
+		a.adm.AddCheck(service+"-database", db.Ping)
+		return db, nil
+	}
+	a.adm.AddCheck(service+"-database", func(ctx context.Context) error {
+		if err := db.Ping(ctx); err != nil {
+			return err
+		}
+		return schemaUpToDate(ctx, db, sets)
+	})
+	// Nothing of the service may run on a schema it does not know: wait for the job.
+	if err := waitFor(ctx, a.log, service+" database schema", func(ctx context.Context) error { return schemaUpToDate(ctx, db, sets) }); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+// waitFor polls check until it passes or ctx ends, logging what it waits for at the first
+// failure and every 10 seconds after.
+func waitFor(ctx context.Context, log *slog.Logger, what string, check func(context.Context) error) error {
+	var lastLog time.Time
+	for {
+		err := check(ctx)
+		if err == nil {
+			return nil
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			log.WarnContext(ctx, "waiting", "for", what, "reason", err.Error())
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (while waiting: %v)", what, ctx.Err(), err)
+		case <-time.After(time.Second):
 		}
 	}
-	a.infra.checks[service+"-database"] = db.Ping
-	return db, nil
+}
+
+// schemaUpToDate fails, naming the version needed, unless every set is fully applied.
+func schemaUpToDate(ctx context.Context, db *database.DB, sets []database.MigrationSet) error {
+	for _, set := range sets {
+		st, err := database.Status(ctx, db, set)
+		if err != nil {
+			return err
+		}
+		if !st.UpToDate() {
+			return fmt.Errorf("schema %q is at version %d, this build needs %d: run `piazza migrate postgres`", set.Name, st.Current, st.Latest)
+		}
+	}
+	return nil
 }
 
 func (a *assembly) addUser(ctx context.Context) error {
 	cfg := a.cfg
-	db, err := a.openDatabase(ctx, "user", cfg.UserDatabaseURL, "user-database-url", user.Migrations, outbox.Migrations)
+	db, err := a.openDatabase(ctx, "user", cfg.UserDatabaseURL, "user-database-url")
 	if err != nil {
 		return err
 	}
@@ -167,7 +228,7 @@ func (a *assembly) addUser(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{Outbox: ob, Publisher: a.infra.bus, MeterProvider: a.tel.MeterProvider()}, a.log.With("service", "user"))
+	fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{Outbox: ob, Publisher: a.infra.bus, MeterProvider: a.tel.MeterProvider(), TracerProvider: a.tel.TracerProvider()}, a.log.With("service", "user"))
 	if err != nil {
 		return err
 	}
@@ -200,7 +261,7 @@ func (a *assembly) addUser(ctx context.Context) error {
 }
 
 func (a *assembly) addNotification(ctx context.Context) error {
-	db, err := a.openDatabase(ctx, "notification", a.cfg.NotificationDatabaseURL, "notification-database-url", notification.Migrations)
+	db, err := a.openDatabase(ctx, "notification", a.cfg.NotificationDatabaseURL, "notification-database-url")
 	if err != nil {
 		return err
 	}
@@ -226,7 +287,7 @@ func (a *assembly) addNotification(ctx context.Context) error {
 }
 
 func (a *assembly) addPresence(ctx context.Context) error {
-	db, err := a.openDatabase(ctx, "presence", a.cfg.PresenceDatabaseURL, "presence-database-url", presencesvc.Migrations)
+	db, err := a.openDatabase(ctx, "presence", a.cfg.PresenceDatabaseURL, "presence-database-url")
 	if err != nil {
 		return err
 	}
@@ -248,7 +309,7 @@ func (a *assembly) addPresence(ctx context.Context) error {
 
 // addDeadLetter runs the dead-letter archive, which `piazza dlq` operates on.
 func (a *assembly) addDeadLetter(ctx context.Context) error {
-	db, err := a.openDatabase(ctx, "deadletter", a.cfg.DeadLetterDatabaseURL, "deadletter-database-url", deadletter.Migrations)
+	db, err := a.openDatabase(ctx, "deadletter", a.cfg.DeadLetterDatabaseURL, "deadletter-database-url")
 	if err != nil {
 		return err
 	}
@@ -351,6 +412,7 @@ func (a *assembly) addGateway() error {
 		{"post", cfg.PostServiceAddr, "post-service-addr"},
 		{"notification", cfg.NotificationServiceAddr, "notification-service-addr"},
 		{"presence", cfg.PresenceServiceAddr, "presence-service-addr"},
+		{"messaging", cfg.MessagingServiceAddr, "messaging-service-addr"},
 	} {
 		conn, err := a.dial(dep.service, dep.addr)
 		if err != nil {
@@ -387,6 +449,7 @@ func (a *assembly) addGateway() error {
 		Posts:          postv1.NewPostServiceClient(clients["post"]),
 		Notifications:  notificationv1.NewNotificationServiceClient(clients["notification"]),
 		Presence:       presencev1.NewPresenceServiceClient(clients["presence"]),
+		Messaging:      messagingv1.NewMessagingServiceClient(clients["messaging"]),
 		PresenceStore:  a.infra.presence,
 		Push:           a.infra.pushSub,
 		InstanceID:     cfg.InstanceID,
@@ -398,12 +461,12 @@ func (a *assembly) addGateway() error {
 		Propagator:     a.tel.Propagator(),
 	}, a.log)
 	a.g.Add("gateway", gw.Run)
-	a.infra.checks["gateway-listener"] = closedCheck(gw.Ready(), "the public listener is not bound yet")
+	a.adm.AddCheck("gateway-listener", closedCheck(gw.Ready(), "the public listener is not bound yet"))
 	return nil
 }
 
 func (a *assembly) addPost(ctx context.Context) error {
-	db, err := a.openDatabase(ctx, "post", a.cfg.PostDatabaseURL, "post-database-url", post.Migrations, outbox.Migrations)
+	db, err := a.openDatabase(ctx, "post", a.cfg.PostDatabaseURL, "post-database-url")
 	if err != nil {
 		return err
 	}
@@ -411,7 +474,7 @@ func (a *assembly) addPost(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{Outbox: ob, Publisher: a.infra.bus, MeterProvider: a.tel.MeterProvider()}, a.log.With("service", "post"))
+	fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{Outbox: ob, Publisher: a.infra.bus, MeterProvider: a.tel.MeterProvider(), TracerProvider: a.tel.TracerProvider()}, a.log.With("service", "post"))
 	if err != nil {
 		return err
 	}
@@ -440,4 +503,62 @@ func closedCheck(ready <-chan struct{}, notYet string) func(context.Context) err
 			return errors.New(notYet)
 		}
 	}
+}
+
+// addMessaging runs messaging-service: on SQLite in the embedded default, on Cassandra when
+// distributed, where it waits until the messaging-migration job (`piazza migrate cassandra`)
+// has created its keyspace and brought the schema to the version this build needs.
+func (a *assembly) addMessaging(ctx context.Context) error {
+	cfg := a.cfg
+	deps := messaging.Deps{Publisher: a.infra.bus}
+	if cfg.Mode == Embedded {
+		db, err := a.openDatabase(ctx, "messaging", "", "data-dir")
+		if err != nil {
+			return err
+		}
+		deps.DB = db
+	} else {
+		set := CassandraMigrations["messaging"]
+		var (
+			mu      sync.Mutex // the readiness check runs concurrently with the wait below
+			session *gocql.Session
+		)
+		schemaReady := func(ctx context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if session == nil {
+				s, err := cassandra.Open(ctx, cassandra.Config{
+					Hosts: cfg.CassandraHosts, Keyspace: cfg.CassandraKeyspace, LocalDC: cfg.CassandraLocalDC,
+					Username: cfg.CassandraUsername, Password: cfg.CassandraPassword,
+					TracerProvider: a.tel.TracerProvider(),
+				}, a.log)
+				if err != nil {
+					return fmt.Errorf("%w (has `piazza migrate cassandra` created keyspace %q?)", err, cfg.CassandraKeyspace)
+				}
+				session = s
+			}
+			st, err := cassandra.Status(ctx, session, set, cfg.CassandraKeyspace)
+			if err != nil {
+				return err
+			}
+			if !st.UpToDate() {
+				return fmt.Errorf("cassandra keyspace %s is at version %d of %q, this build needs %d: run `piazza migrate cassandra`",
+					cfg.CassandraKeyspace, st.Current, set.Name, st.Latest)
+			}
+			return nil
+		}
+		a.adm.AddCheck("messaging-cassandra", schemaReady)
+		if err := waitFor(ctx, a.log, "messaging cassandra schema", schemaReady); err != nil {
+			return err
+		}
+		a.infra.closer = append(a.infra.closer, func() error { session.Close(); return nil })
+		deps.Cassandra = session
+	}
+	svc, err := messaging.New(messaging.Config{Propagator: a.tel.Propagator(), MeterProvider: a.tel.MeterProvider()}, deps, a.log)
+	if err != nil {
+		return err
+	}
+	svc.Register(a.grpcServer)
+	a.g.Add("messaging", svc.Run)
+	return nil
 }

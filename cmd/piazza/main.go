@@ -23,6 +23,7 @@ const usage = `usage: piazza <command> [flags]
 commands:
   dev       run every service in one process on the embedded default (SQLite, in-process bus)
   serve     run the services named by --services on Kafka, Redis, PostgreSQL and Cassandra
+  migrate   apply schema migrations as a one-shot job: postgres | cassandra | status ('piazza migrate help')
   dlq       list, show, replay and purge archived dead letters ('piazza dlq help')
   version   print the build version
 
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		mode = process.Embedded
 	case "serve":
 		mode = process.Distributed
+	case "migrate":
+		return runMigrate(ctx, args, stdout, stderr, lookupEnv)
 	case "dlq":
 		return runDLQ(ctx, args, stdout, stderr, lookupEnv)
 	case "version":
@@ -87,6 +90,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		return err
 	}
 	log := logging.New(stdout, logging.Config{Level: cfg.LogLevel})
+	if limit, err := raiseOpenFileLimit(); err != nil {
+		log.Warn("cannot raise the open-file limit", "error", err)
+	} else if limit > 0 {
+		log.Debug("open-file limit", "limit", limit)
+	}
 	return process.Run(ctx, cfg, version(), log)
 }
 
