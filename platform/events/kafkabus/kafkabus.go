@@ -5,6 +5,9 @@
 // context included). Each consumer group starts at the oldest offset when it is new, and its
 // offsets advance only past messages that a handler acked. Topics are created on first use,
 // with Config.TopicPartitions partitions.
+//
+// The bus measures the consumer lag of every group it subscribes (per topic and partition) in
+// the background and reports it as the gauge events.consumer.lag (LagMetric).
 package kafkabus
 
 import (
@@ -21,6 +24,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/piazza-social/piazza/platform/events"
 )
@@ -50,6 +55,11 @@ type Config struct {
 	// NackResendSleep is how long a subscriber waits before redelivering a nacked message;
 	// default 100ms.
 	NackResendSleep time.Duration
+	// LagInterval is how often the consumer lag of the subscribed groups is measured; default
+	// 5s. A new subscription is measured at once.
+	LagInterval time.Duration
+	// MeterProvider makes the bus's instruments; nil means otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 func (c *Config) setDefaults() {
@@ -70,6 +80,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.NackResendSleep == 0 {
 		c.NackResendSleep = 100 * time.Millisecond
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 5 * time.Second
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 }
 
@@ -95,6 +111,9 @@ func (c Config) Validate() error {
 	}
 	if c.DialTimeout < 0 || c.NackResendSleep < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if c.LagInterval <= 0 {
+		errs = append(errs, fmt.Errorf("LagInterval %s is not positive", c.LagInterval))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("kafkabus: invalid config: %w", err)
@@ -147,6 +166,9 @@ type Bus struct {
 	wmLog     watermill.LoggerAdapter
 	publisher *kafka.Publisher
 	admin     sarama.ClusterAdmin
+	lag       *lagMonitor
+	stopLag   context.CancelFunc
+	lagDone   chan struct{}
 
 	mu          sync.Mutex
 	topics      map[string]bool // topics known to exist
@@ -169,9 +191,21 @@ func New(cfg Config, log *slog.Logger) (*Bus, error) {
 	// watermill-kafka logs each subscription and reconnection at Info; they are detail here.
 	wmLog := watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 
-	admin, err := sarama.NewClusterAdmin(cfg.Brokers, cfg.saramaConfig())
+	// The lag monitor shares the admin client's connections: it needs both the admin requests
+	// (committed offsets) and the client's (high watermarks).
+	client, err := sarama.NewClient(cfg.Brokers, cfg.saramaConfig())
 	if err != nil {
 		return nil, fmt.Errorf("kafkabus: connect admin client to %s: %w", strings.Join(cfg.Brokers, ","), err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client) // closing admin closes client
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("kafkabus: connect admin client to %s: %w", strings.Join(cfg.Brokers, ","), err)
+	}
+	lag, err := newLagMonitor(client, admin, cfg.LagInterval, cfg.MeterProvider, log)
+	if err != nil {
+		_ = admin.Close()
+		return nil, err
 	}
 	publisher, err := kafka.NewPublisher(kafka.PublisherConfig{
 		Brokers:               cfg.Brokers,
@@ -179,17 +213,27 @@ func New(cfg Config, log *slog.Logger) (*Bus, error) {
 		OverwriteSaramaConfig: cfg.producerConfig(),
 	}, wmLog)
 	if err != nil {
+		_ = lag.close()
 		_ = admin.Close()
 		return nil, fmt.Errorf("kafkabus: connect producer to %s: %w", strings.Join(cfg.Brokers, ","), err)
 	}
-	return &Bus{
+	b := &Bus{
 		cfg:       cfg,
 		log:       log,
 		wmLog:     wmLog,
 		publisher: publisher,
 		admin:     admin,
+		lag:       lag,
+		lagDone:   make(chan struct{}),
 		topics:    map[string]bool{},
-	}, nil
+	}
+	var lagCtx context.Context
+	lagCtx, b.stopLag = context.WithCancel(context.Background())
+	go func() {
+		defer close(b.lagDone)
+		lag.run(lagCtx)
+	}()
+	return b, nil
 }
 
 // Publish sends msgs to topic in order, creating the topic if needed, and returns once every
@@ -243,11 +287,14 @@ func (b *Bus) Close() error {
 	subs := b.subscribers
 	b.mu.Unlock()
 
+	b.stopLag()
 	var errs []error
 	for _, s := range subs {
 		errs = append(errs, s.Close()) // idempotent in watermill-kafka
 	}
-	errs = append(errs, b.publisher.Close(), b.admin.Close())
+	// A measurement in flight fails fast on the closed client.
+	errs = append(errs, b.publisher.Close(), b.lag.close(), b.admin.Close())
+	<-b.lagDone
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("kafkabus: close: %w", err)
 	}
@@ -260,6 +307,10 @@ type subscriber struct {
 	bus   *Bus
 	sub   *kafka.Subscriber
 	group string
+
+	mu     sync.Mutex
+	topics []string // subscribed, for the lag monitor
+	closed bool
 }
 
 func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
@@ -272,10 +323,26 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err != nil {
 		return nil, fmt.Errorf("kafkabus: subscribe group %s to %s: %w", s.group, topic, err)
 	}
+	s.mu.Lock()
+	if !s.closed {
+		s.topics = append(s.topics, topic)
+		s.bus.lag.add(groupTopic{s.group, topic})
+	}
+	s.mu.Unlock()
 	return msgs, nil
 }
 
-func (s *subscriber) Close() error { return s.sub.Close() }
+func (s *subscriber) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		for _, topic := range s.topics {
+			s.bus.lag.remove(groupTopic{s.group, topic})
+		}
+	}
+	s.mu.Unlock()
+	return s.sub.Close()
+}
 
 // topicReadyTimeout bounds creating a topic and waiting for its partitions to have leaders.
 const topicReadyTimeout = 30 * time.Second

@@ -28,6 +28,9 @@
 //   - Messages acked by every group of their topic (or of a topic no group consumes) are
 //     deleted by Prune once older than Config.Retention.
 //
+// The bus reports the gauge events.consumer.lag (LagMetric): per group consuming in this process,
+// topic and partition, the messages above the group's cursor.
+//
 // Give the bus a database file of its own (Config.Path, e.g. ./data/events.db) unless no one
 // publishes from inside a write transaction on the same database: Publish needs SQLite's write
 // lock, which such a transaction holds until it ends.
@@ -46,6 +49,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/piazza-social/piazza/platform/database"
 	"github.com/piazza-social/piazza/platform/events"
@@ -85,6 +90,8 @@ type Config struct {
 	PruneInterval time.Duration
 	// FetchBatch is how many messages a partition reads from the log at once. Default 64.
 	FetchBatch int
+	// MeterProvider makes the bus's instruments; nil means otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 func (c *Config) fillDefaults() {
@@ -102,6 +109,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.FetchBatch == 0 {
 		c.FetchBatch = 64
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 }
 
@@ -128,6 +138,7 @@ type Bus struct {
 	db     *database.DB
 	ownsDB bool
 	log    *slog.Logger
+	lagReg metric.Registration
 
 	// ctx is cancelled by Close; every subscription and background loop derives from it.
 	ctx    context.Context
@@ -172,6 +183,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		cfg: cfg, db: db, ownsDB: owns, log: log.With("component", "sqlbus"),
 		signals: map[string]*signal{}, groups: map[groupKey]*group{}, finished: map[groupKey]<-chan struct{}{},
 	}
+	lagReg, err := b.registerLag(cfg.MeterProvider)
+	if err != nil {
+		if owns {
+			_ = db.Close()
+		}
+		return nil, err
+	}
+	b.lagReg = lagReg
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if cfg.PruneInterval > 0 {
 		b.wg.Go(b.janitor)
@@ -246,6 +265,7 @@ func (b *Bus) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	_ = b.lagReg.Unregister()
 	b.cancel()
 	b.wg.Wait()
 	if b.ownsDB {
