@@ -30,6 +30,7 @@ type deployment struct {
 	order            []string         // names in start order
 	deadLetterDB     string
 	kafka, failpoint string
+	namespace        string // the --bus-namespace of its processes
 }
 
 func startDistributed(t *testing.T, gatewayArgs ...string) deployment {
@@ -44,7 +45,8 @@ func startDistributedWith(t *testing.T, env []string, extraArgs ...string) deplo
 	kafka := strings.Join(infratest.KafkaBrokers(t), ",")
 	redisAddr := infratest.RedisAddr(t)
 	// Each deployment has Redis keys of its own: limiter state of earlier runs must not leak in.
-	prefix := "e2e" + uniqueSuffix() + ":"
+	suffix := uniqueSuffix()
+	prefix := "e2e" + suffix + ":"
 	keys := t.TempDir()
 	if _, err := auth.GenerateKeyFile(keys); err != nil {
 		t.Fatal(err)
@@ -57,7 +59,10 @@ func startDistributedWith(t *testing.T, env []string, extraArgs ...string) deplo
 		d.order = append(d.order, name)
 		return p
 	}
-	common := []string{"--kafka-brokers", kafka, "--redis-addr", redisAddr, "--redis-prefix", prefix,
+	// Its own Redis keys, Kafka topics and consumer groups: deployments of other tests (and
+	// earlier runs) on the same servers must not see each other's state or events.
+	d.namespace = "e2e" + suffix + "."
+	common := []string{"--kafka-brokers", kafka, "--redis-addr", redisAddr, "--redis-prefix", prefix, "--bus-namespace", d.namespace,
 		"--presence-ttl=3s", "--presence-heartbeat=1s", "--event-max-attempts=3"}
 	addrs := map[string]string{}
 	serve := func(name string, args ...string) *proc {
@@ -123,7 +128,7 @@ func TestDistributedIdentityLifecycleAcrossTwoGateways(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Close() })
-	msgs, err := sub.Subscribe(context.Background(), eventsv1.TopicUsers)
+	msgs, err := sub.Subscribe(context.Background(), d.namespace+eventsv1.TopicUsers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +182,7 @@ func TestDistributedRealtimeAcrossGatewaysWithReplayDeadLettersAndPresence(t *te
 	token, name := realtimeScenario(t, realtime{
 		gw1: d.gw1, gw2: d.gw2, failpoint: d.failpoint,
 		dlq: func(args ...string) string {
-			return runDLQ(t, nil, append(args, "--deadletter-database-url", d.deadLetterDB, "--kafka-brokers", d.kafka)...)
+			return runDLQ(t, nil, append(args, "--deadletter-database-url", d.deadLetterDB, "--kafka-brokers", d.kafka, "--bus-namespace", d.namespace)...)
 		},
 	}, uniqueSuffix())
 

@@ -41,6 +41,7 @@ type Config struct {
 	DataDir   string `flag:"data-dir" default:"./data" help:"embedded mode: directory of the SQLite databases"`
 
 	KafkaBrokers []string `flag:"kafka-brokers" help:"distributed mode: Kafka bootstrap brokers, host:port,..."`
+	BusNamespace string   `flag:"bus-namespace" help:"distributed mode: prefix of every Kafka topic and consumer group, so deployments can share a Kafka cluster (e.g. staging.)"`
 	RedisAddr    string   `flag:"redis-addr" help:"distributed mode: Redis host:port (gateway: rate limits)"`
 	RedisPrefix  string   `flag:"redis-prefix" default:"piazza:" help:"prefix of every Redis key of this deployment, so deployments can share a Redis"`
 
@@ -61,6 +62,8 @@ type Config struct {
 	CassandraLocalDC  string   `flag:"cassandra-local-dc" help:"Cassandra data centre to route requests to (empty: any)"`
 	CassandraUsername string   `flag:"cassandra-username" help:"Cassandra user (empty: no authentication)"`
 	CassandraPassword string   `flag:"cassandra-password" secret:"true" help:"Cassandra password"`
+
+	// scaffold:config (scripts/add-service.sh adds the settings of new services above this line)
 
 	PresenceTTL       time.Duration `flag:"presence-ttl" default:"60s" help:"lifetime of a connection's presence entry unless renewed"`
 	PresenceHeartbeat time.Duration `flag:"presence-heartbeat" default:"20s" help:"how often a gateway renews its connections' presence entries"`
@@ -91,7 +94,16 @@ type Config struct {
 }
 
 // Known lists the services this binary can run, in start order.
-var Known = []string{"user", "post", "notification", "presence", "messaging", "deadletter", "gateway"}
+var Known = []string{
+	"user",
+	"post",
+	"notification",
+	"presence",
+	"messaging",
+	"deadletter",
+	// scaffold:known (scripts/add-service.sh adds new services above this line)
+	"gateway",
+}
 
 // needsRedis lists the services that use Redis in distributed mode (presence, routing, push,
 // shared rate limits).

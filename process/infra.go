@@ -103,7 +103,7 @@ func openInfrastructure(ctx context.Context, cfg Config, tel *telemetry.Telemetr
 			return nil, settingError("kafka-brokers", "%v", err)
 		}
 		in.closer = append(in.closer, bus.Close)
-		in.bus = bus
+		in.bus = events.Namespaced(bus, cfg.BusNamespace)
 		brokers := cfg.KafkaBrokers
 		in.checks["kafka"] = func(ctx context.Context) error { return kafkabus.Ping(ctx, brokers) }
 		if cfg.RedisAddr != "" {

@@ -113,6 +113,7 @@ func addServices(ctx context.Context, g *lifecycle.Group, cfg Config, in *infras
 		{"notification", a.addNotification},
 		{"presence", a.addPresence},
 		{"messaging", a.addMessaging},
+		// scaffold:services (scripts/add-service.sh adds new services above this line)
 	} {
 		if cfg.Runs(svc.name) {
 			if err := svc.add(ctx); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/piazza-social/piazza/platform/config"
 	"github.com/piazza-social/piazza/platform/database"
+	"github.com/piazza-social/piazza/platform/events"
 	"github.com/piazza-social/piazza/platform/events/kafkabus"
 	"github.com/piazza-social/piazza/platform/events/sqlbus"
 	"github.com/piazza-social/piazza/platform/logging"
@@ -52,6 +53,7 @@ type dlqConfig struct {
 	DataDir               string     `flag:"data-dir" default:"./data" help:"embedded default: directory of deadletter.db and events.db"`
 	DeadLetterDatabaseURL string     `flag:"deadletter-database-url" help:"distributed mode: PostgreSQL URL of the dead-letter archive (postgres://...)"`
 	KafkaBrokers          []string   `flag:"kafka-brokers" help:"distributed mode: Kafka bootstrap brokers to replay through, host:port,..."`
+	BusNamespace          string     `flag:"bus-namespace" help:"distributed mode: the deployment's topic prefix (as given to piazza serve)"`
 	LogLevel              slog.Level `flag:"log-level" default:"info" help:"level of the action log on stderr: debug, info, warn or error"`
 }
 
@@ -223,7 +225,7 @@ func (e *dlqEnv) openBus(ctx context.Context) (message.Publisher, error) {
 			return nil, dlqSettingError("kafka-brokers", "%v", err)
 		}
 		e.closer = append(e.closer, bus.Close)
-		return bus, nil
+		return events.Namespaced(bus, e.cfg.BusNamespace), nil
 	}
 	path := filepath.Join(e.cfg.DataDir, "events.db")
 	if _, err := os.Stat(path); err != nil {

@@ -25,6 +25,7 @@ commands:
   serve     run the services named by --services on Kafka, Redis, PostgreSQL and Cassandra
   migrate   apply schema migrations as a one-shot job: postgres | cassandra | status ('piazza migrate help')
   dlq       list, show, replay and purge archived dead letters ('piazza dlq help')
+  healthcheck  exit 0 when this machine's process answers 200 on /readyz (--admin-addr); the container health check
   version   print the build version
 
 Run 'piazza <command> -h' for the flags of a command. Every flag can also be set through the
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		return runMigrate(ctx, args, stdout, stderr, lookupEnv)
 	case "dlq":
 		return runDLQ(ctx, args, stdout, stderr, lookupEnv)
+	case "healthcheck":
+		return runHealthcheck(ctx, args, stdout, stderr, lookupEnv)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return nil
