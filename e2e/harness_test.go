@@ -46,15 +46,29 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// freeAddr returns a loopback address nobody listens on right now.
+var (
+	addrMu    sync.Mutex
+	addrsUsed = map[string]bool{}
+)
+
+// freeAddr returns a loopback address nobody listens on right now and that no earlier call of
+// this test run returned (the kernel may hand a just-closed port out again).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrMu.Lock()
+	defer addrMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !addrsUsed[addr] {
+			addrsUsed[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.

@@ -22,7 +22,11 @@ var RelationalMigrations = map[string][]database.MigrationSet{
 	"notification": {notification.Migrations},
 	"presence":     {presencesvc.Migrations},
 	"deadletter":   {deadletter.Migrations},
-	// Embedded only: distributed, messaging-service keeps its data in Cassandra.
+}
+
+// embeddedOnlyMigrations are the relational sets of services that use another store when
+// distributed: messaging-service keeps its data in Cassandra there, in SQLite embedded.
+var embeddedOnlyMigrations = map[string][]database.MigrationSet{
 	"messaging": {messaging.Migrations, outbox.Migrations},
 }
 

@@ -161,7 +161,10 @@ func (a *assembly) openDatabase(ctx context.Context, service, url, setting strin
 	if err := db.Ping(ctx); err != nil {
 		return nil, settingError(setting, "%v", err)
 	}
-	sets := RelationalMigrations[service]
+	sets, ok := RelationalMigrations[service]
+	if !ok {
+		sets = embeddedOnlyMigrations[service]
+	}
 	if a.cfg.Mode == Embedded {
 		for _, set := range sets {
 			if _, err := database.Migrate(ctx, db, set); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,14 +29,29 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+var (
+	addrMu    sync.Mutex
+	addrsUsed = map[string]bool{}
+)
+
+// freeAddr returns a loopback address nobody listens on right now and that no earlier call
+// returned (the kernel may hand a just-closed port out again).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrMu.Lock()
+	defer addrMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !addrsUsed[addr] {
+			addrsUsed[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // cleanEnv keeps PIAZZA_* settings of the surrounding shell from leaking into the process.
