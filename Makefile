@@ -4,7 +4,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help run build test test-unit lint generate bench infra-up infra-down infra-status
+.PHONY: help run build test test-unit lint generate bench bench-load infra-up infra-down infra-status
 
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,8 +30,11 @@ lint: ## go vet and staticcheck (version pinned in go.mod) on both build tiers.
 generate: ## Regenerate protobuf/gRPC code (pinned protoc plugins); the output is committed.
 	scripts/protoc.sh
 
-bench: ## Run the Go benchmarks and write bench/results/<time>.txt, compared with the previous run.
+bench: ## Micro-benchmarks (compared with the previous run) and every load scenario at small size; results in bench/results/.
 	scripts/bench.sh
+
+bench-load: ## Only the load scenarios (BENCH_SIZE=smoke|small|large, BENCH_ARGS for more flags).
+	scripts/bench.sh load
 
 infra-up: ## Install (if missing) and start PostgreSQL, Redis, Kafka and Cassandra on loopback.
 	scripts/infra/up.sh
