@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,6 +80,9 @@ type Config struct {
 	Argon2MemoryKiB   int `flag:"argon2-memory-kib" default:"19456" help:"argon2id memory cost of new password hashes"`
 	Argon2Iterations  int `flag:"argon2-iterations" default:"2" help:"argon2id time cost"`
 	Argon2Parallelism int `flag:"argon2-parallelism" default:"1" help:"argon2id lanes"`
+
+	TrustedProxies []string `flag:"trusted-proxies" help:"gateway: networks (CIDR) of the reverse proxies whose X-Forwarded-For names the client, e.g. 10.0.0.0/8"`
+	trustedProxies []netip.Prefix
 
 	LoginLimitPerAddress  ratelimit.Limit `flag:"login-limit-per-address" default:"10/1m:5" help:"login attempts per client address, RATE/PERIOD:BURST"`
 	LoginLimitPerAccount  ratelimit.Limit `flag:"login-limit-per-account" default:"5/1m:5" help:"login attempts per account"`
@@ -198,6 +202,14 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return settingError("request-timeout", "must be positive")
+	}
+	c.trustedProxies = c.trustedProxies[:0]
+	for _, cidr := range c.TrustedProxies {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return settingError("trusted-proxies", "%q is not a network in CIDR form (e.g. 10.0.0.0/8)", cidr)
+		}
+		c.trustedProxies = append(c.trustedProxies, p.Masked())
 	}
 	if c.PresenceHeartbeat <= 0 || c.PresenceTTL < 2*c.PresenceHeartbeat {
 		return settingError("presence-ttl", "must be at least twice --presence-heartbeat (%v), so one missed heartbeat does not end a connection", c.PresenceHeartbeat)

@@ -444,6 +444,7 @@ func (a *assembly) addGateway() error {
 		Users:           users,
 		Tokens:          verifier,
 		Limiter:         limiter,
+		TrustedProxies:  cfg.trustedProxies,
 		RateLimits: gateway.RateLimits{
 			LoginPerAddress:  cfg.LoginLimitPerAddress,
 			LoginPerAccount:  cfg.LoginLimitPerAccount,

@@ -146,6 +146,7 @@ func TestBadConfigurationFailsFastWithOneLineNamingTheSetting(t *testing.T) {
 		{"unknown service", []string{"serve", "--services=gateway,teleport", "--kafka-brokers=" + deadKafka}, nil, []string{"PIAZZA_SERVICES", "teleport"}},
 		{"gateway without redis", []string{"serve", "--services=gateway", "--kafka-brokers=" + deadKafka, "--user-service-addr", freeAddr(t)}, nil, []string{"PIAZZA_REDIS_ADDR", "required"}},
 		{"user without database", []string{"serve", "--services=user", "--kafka-brokers=" + deadKafka, "--jwt-keys-dir", t.TempDir()}, nil, []string{"PIAZZA_USER_DATABASE_URL", "required"}},
+		{"bad trusted proxy", []string{"dev", "--trusted-proxies=10.0.0.0/8,banana"}, nil, []string{"PIAZZA_TRUSTED_PROXIES", "banana"}},
 		{"unknown command", []string{"launch"}, nil, []string{"unknown command", "launch"}},
 	}
 	for _, tc := range cases {
