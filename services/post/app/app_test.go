@@ -13,6 +13,7 @@ import (
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/errs"
 	"github.com/piazza-social/piazza/platform/events"
+	"github.com/piazza-social/piazza/platform/events/outbox/outboxtest"
 	"github.com/piazza-social/piazza/services/post/adapters/storetest"
 	"github.com/piazza-social/piazza/services/post/app"
 	"github.com/piazza-social/piazza/services/post/domain"
@@ -60,7 +61,7 @@ func (g *graph) follow(follower string, followees ...string) {
 type env struct {
 	app    *app.Application
 	graph  *graph
-	outbox *storetest.Outbox
+	outbox *outboxtest.Outbox
 }
 
 func newEnv(t *testing.T) *env {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/errs"
+	"github.com/piazza-social/piazza/platform/events/outbox/outboxtest"
 	"github.com/piazza-social/piazza/services/user/adapters"
 	"github.com/piazza-social/piazza/services/user/adapters/storetest"
 	"github.com/piazza-social/piazza/services/user/app"
@@ -84,7 +85,7 @@ type env struct {
 	issuer *issuer
 	hasher *countingHasher
 	store  *countingStore
-	outbox *storetest.Outbox
+	outbox *outboxtest.Outbox
 }
 
 func newEnv(t *testing.T) *env {

@@ -13,6 +13,7 @@ import (
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/database"
 	"github.com/piazza-social/piazza/platform/events"
+	"github.com/piazza-social/piazza/platform/events/outbox/outboxtest"
 	"github.com/piazza-social/piazza/services/post/adapters"
 	"github.com/piazza-social/piazza/services/post/domain"
 )
@@ -52,7 +53,7 @@ var t0 = time.Date(2031, 3, 14, 15, 9, 26, 535897000, time.UTC)
 
 type harness struct {
 	st *adapters.Store
-	ob *Outbox
+	ob *outboxtest.Outbox
 	db *database.DB
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/database"
 	"github.com/piazza-social/piazza/platform/events"
+	"github.com/piazza-social/piazza/platform/events/outbox/outboxtest"
 	"github.com/piazza-social/piazza/services/user/adapters"
 	"github.com/piazza-social/piazza/services/user/domain"
 )
@@ -63,7 +64,7 @@ const ttl = 30 * 24 * time.Hour
 
 type harness struct {
 	st *adapters.Store
-	ob *Outbox
+	ob *outboxtest.Outbox
 	db *database.DB
 }
 
