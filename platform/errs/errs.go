@@ -308,3 +308,19 @@ func CodeOf(err error) Code {
 	}
 	return From(err).Code
 }
+
+// Required reports every empty value of kv (name, value, name, value, …) as a
+// validation_failed field violation at JSON pointer "/<name>", or returns nil when none is
+// empty. Ports use it to check the shape of a request before calling their application.
+func Required(kv ...string) error {
+	var fields []FieldViolation
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			fields = append(fields, Field("/"+kv[i], "is required"))
+		}
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	return Validation("The request is invalid: required fields are missing.", fields...)
+}

@@ -248,3 +248,13 @@ func TestErrorStringIncludesCodeMessageAndCause(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+func TestRequiredNamesEveryEmptyFieldAndPassesFullRequests(t *testing.T) {
+	if err := Required("user_id", "u1", "text", "hi"); err != nil {
+		t.Fatalf("a full request: %v", err)
+	}
+	e := From(Required("user_id", "", "text", "hi", "cursor", ""))
+	if e.Code != ValidationFailed || len(e.Fields) != 2 || e.Fields[0].Pointer != "/user_id" || e.Fields[1].Pointer != "/cursor" {
+		t.Fatalf("got %+v", e)
+	}
+}

@@ -27,21 +27,6 @@ var _ postv1.PostServiceServer = (*GRPCServer)(nil)
 // NewGRPCServer returns the gRPC face of a.
 func NewGRPCServer(a *app.Application) *GRPCServer { return &GRPCServer{app: a} }
 
-// required reports every listed field that is empty as a validation_failed violation, or nil.
-// Pointers are the request's proto (JSON) field names.
-func required(kv ...string) error {
-	var fields []errs.FieldViolation
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] == "" {
-			fields = append(fields, errs.Field("/"+kv[i], "is required"))
-		}
-	}
-	if len(fields) == 0 {
-		return nil
-	}
-	return errs.Validation("The request is invalid: required fields are missing.", fields...)
-}
-
 func toProtoPost(p domain.Post) *postv1.Post {
 	return &postv1.Post{
 		Id:           p.ID,
@@ -74,7 +59,7 @@ func toPostsResponse(p app.PostPage) *postv1.ListPostsResponse {
 
 // CreatePost publishes a post; the application validates the text (pointer /text).
 func (s *GRPCServer) CreatePost(ctx context.Context, req *postv1.CreatePostRequest) (*postv1.CreatePostResponse, error) {
-	if err := required("caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	p, err := s.app.CreatePost.Handle(ctx, app.CreatePost{CallerID: req.GetCallerId(), Text: req.GetText()})
@@ -86,7 +71,7 @@ func (s *GRPCServer) CreatePost(ctx context.Context, req *postv1.CreatePostReque
 
 // GetPost returns one post; caller_id is optional.
 func (s *GRPCServer) GetPost(ctx context.Context, req *postv1.GetPostRequest) (*postv1.GetPostResponse, error) {
-	if err := required("id", req.GetId()); err != nil {
+	if err := errs.Required("id", req.GetId()); err != nil {
 		return nil, err
 	}
 	p, err := s.app.GetPost.Handle(ctx, app.GetPost{ID: req.GetId(), CallerID: req.GetCallerId()})
@@ -99,7 +84,7 @@ func (s *GRPCServer) GetPost(ctx context.Context, req *postv1.GetPostRequest) (*
 // DeletePost deletes the caller's own post: forbidden for anyone else, not_found for an
 // unknown post.
 func (s *GRPCServer) DeletePost(ctx context.Context, req *postv1.DeletePostRequest) (*postv1.DeletePostResponse, error) {
-	if err := required("id", req.GetId(), "caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("id", req.GetId(), "caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.DeletePost.Handle(ctx, app.DeletePost{ID: req.GetId(), CallerID: req.GetCallerId()}); err != nil {
@@ -110,7 +95,7 @@ func (s *GRPCServer) DeletePost(ctx context.Context, req *postv1.DeletePostReque
 
 // LikePost is idempotent.
 func (s *GRPCServer) LikePost(ctx context.Context, req *postv1.LikePostRequest) (*postv1.LikePostResponse, error) {
-	if err := required("id", req.GetId(), "caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("id", req.GetId(), "caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.LikePost.Handle(ctx, app.LikePost{ID: req.GetId(), CallerID: req.GetCallerId()}); err != nil {
@@ -121,7 +106,7 @@ func (s *GRPCServer) LikePost(ctx context.Context, req *postv1.LikePostRequest) 
 
 // UnlikePost is idempotent.
 func (s *GRPCServer) UnlikePost(ctx context.Context, req *postv1.UnlikePostRequest) (*postv1.UnlikePostResponse, error) {
-	if err := required("id", req.GetId(), "caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("id", req.GetId(), "caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.UnlikePost.Handle(ctx, app.UnlikePost{ID: req.GetId(), CallerID: req.GetCallerId()}); err != nil {
@@ -132,7 +117,7 @@ func (s *GRPCServer) UnlikePost(ctx context.Context, req *postv1.UnlikePostReque
 
 // AddComment comments on a post; the application validates the text (pointer /text).
 func (s *GRPCServer) AddComment(ctx context.Context, req *postv1.AddCommentRequest) (*postv1.AddCommentResponse, error) {
-	if err := required("post_id", req.GetPostId(), "caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("post_id", req.GetPostId(), "caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	c, err := s.app.AddComment.Handle(ctx, app.AddComment{PostID: req.GetPostId(), CallerID: req.GetCallerId(), Text: req.GetText()})
@@ -144,7 +129,7 @@ func (s *GRPCServer) AddComment(ctx context.Context, req *postv1.AddCommentReque
 
 // ListComments lists a post's comments, oldest first.
 func (s *GRPCServer) ListComments(ctx context.Context, req *postv1.ListCommentsRequest) (*postv1.ListCommentsResponse, error) {
-	if err := required("post_id", req.GetPostId()); err != nil {
+	if err := errs.Required("post_id", req.GetPostId()); err != nil {
 		return nil, err
 	}
 	p, err := s.app.ListComments.Handle(ctx, app.ListComments{PostID: req.GetPostId(), Cursor: req.GetCursor(), Limit: int(req.GetLimit())})
@@ -160,7 +145,7 @@ func (s *GRPCServer) ListComments(ctx context.Context, req *postv1.ListCommentsR
 
 // ListUserPosts lists one author's posts, newest first.
 func (s *GRPCServer) ListUserPosts(ctx context.Context, req *postv1.ListUserPostsRequest) (*postv1.ListPostsResponse, error) {
-	if err := required("author_id", req.GetAuthorId()); err != nil {
+	if err := errs.Required("author_id", req.GetAuthorId()); err != nil {
 		return nil, err
 	}
 	p, err := s.app.ListUserPosts.Handle(ctx, app.ListUserPosts{
@@ -174,7 +159,7 @@ func (s *GRPCServer) ListUserPosts(ctx context.Context, req *postv1.ListUserPost
 
 // HomeTimeline lists the posts of the accounts the caller follows, newest first.
 func (s *GRPCServer) HomeTimeline(ctx context.Context, req *postv1.HomeTimelineRequest) (*postv1.ListPostsResponse, error) {
-	if err := required("caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	p, err := s.app.HomeTimeline.Handle(ctx, app.HomeTimeline{CallerID: req.GetCallerId(), Cursor: req.GetCursor(), Limit: int(req.GetLimit())})

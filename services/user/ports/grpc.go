@@ -28,21 +28,6 @@ var _ userv1.UserServiceServer = (*GRPCServer)(nil)
 // NewGRPCServer returns the gRPC face of a.
 func NewGRPCServer(a *app.Application) *GRPCServer { return &GRPCServer{app: a} }
 
-// required reports every listed field that is empty as a validation_failed violation, or nil.
-// Pointers are the request's proto (JSON) field names.
-func required(kv ...string) error {
-	var fields []errs.FieldViolation
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] == "" {
-			fields = append(fields, errs.Field("/"+kv[i], "is required"))
-		}
-	}
-	if len(fields) == 0 {
-		return nil
-	}
-	return errs.Validation("The request is invalid: required fields are missing.", fields...)
-}
-
 func toProtoUser(u domain.User) *userv1.User {
 	return &userv1.User{
 		Id:             u.ID,
@@ -86,7 +71,7 @@ func (s *GRPCServer) SignUp(ctx context.Context, req *userv1.SignUpRequest) (*us
 
 // Login starts a session.
 func (s *GRPCServer) Login(ctx context.Context, req *userv1.LoginRequest) (*userv1.AuthResponse, error) {
-	if err := required("login", req.GetLogin(), "password", req.GetPassword()); err != nil {
+	if err := errs.Required("login", req.GetLogin(), "password", req.GetPassword()); err != nil {
 		return nil, err
 	}
 	a, err := s.app.Login.Handle(ctx, app.Login{Login: req.GetLogin(), Password: req.GetPassword()})
@@ -98,7 +83,7 @@ func (s *GRPCServer) Login(ctx context.Context, req *userv1.LoginRequest) (*user
 
 // Refresh rotates a refresh token.
 func (s *GRPCServer) Refresh(ctx context.Context, req *userv1.RefreshRequest) (*userv1.AuthResponse, error) {
-	if err := required("refresh_token", req.GetRefreshToken()); err != nil {
+	if err := errs.Required("refresh_token", req.GetRefreshToken()); err != nil {
 		return nil, err
 	}
 	a, err := s.app.Refresh.Handle(ctx, app.Refresh{RefreshToken: req.GetRefreshToken()})
@@ -110,7 +95,7 @@ func (s *GRPCServer) Refresh(ctx context.Context, req *userv1.RefreshRequest) (*
 
 // Logout revokes a session; an unknown token is not an error.
 func (s *GRPCServer) Logout(ctx context.Context, req *userv1.LogoutRequest) (*userv1.LogoutResponse, error) {
-	if err := required("refresh_token", req.GetRefreshToken()); err != nil {
+	if err := errs.Required("refresh_token", req.GetRefreshToken()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.Logout.Handle(ctx, app.Logout{RefreshToken: req.GetRefreshToken()}); err != nil {
@@ -121,7 +106,7 @@ func (s *GRPCServer) Logout(ctx context.Context, req *userv1.LogoutRequest) (*us
 
 // CheckSession answers token_invalid for a revoked, expired, unknown or someone else's session.
 func (s *GRPCServer) CheckSession(ctx context.Context, req *userv1.CheckSessionRequest) (*userv1.CheckSessionResponse, error) {
-	if err := required("session_id", req.GetSessionId(), "user_id", req.GetUserId()); err != nil {
+	if err := errs.Required("session_id", req.GetSessionId(), "user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.CheckSession.Handle(ctx, app.CheckSession{SessionID: req.GetSessionId(), UserID: req.GetUserId()}); err != nil {
@@ -145,12 +130,12 @@ func (s *GRPCServer) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*
 	switch key := req.GetKey().(type) {
 	case *userv1.GetUserRequest_Id:
 		q.ID = key.Id
-		if err := required("id", q.ID); err != nil {
+		if err := errs.Required("id", q.ID); err != nil {
 			return nil, err
 		}
 	case *userv1.GetUserRequest_Username:
 		q.Username = key.Username
-		if err := required("username", q.Username); err != nil {
+		if err := errs.Required("username", q.Username); err != nil {
 			return nil, err
 		}
 	default:
@@ -174,7 +159,7 @@ func (s *GRPCServer) GetUsers(ctx context.Context, req *userv1.GetUsersRequest) 
 
 // UpdateProfile changes the caller's display name and/or bio.
 func (s *GRPCServer) UpdateProfile(ctx context.Context, req *userv1.UpdateProfileRequest) (*userv1.UpdateProfileResponse, error) {
-	if err := required("caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	u, err := s.app.UpdateProfile.Handle(ctx, app.UpdateProfile{CallerID: req.GetCallerId(), DisplayName: req.DisplayName, Bio: req.Bio})
@@ -186,7 +171,7 @@ func (s *GRPCServer) UpdateProfile(ctx context.Context, req *userv1.UpdateProfil
 
 // Follow makes the caller follow a user.
 func (s *GRPCServer) Follow(ctx context.Context, req *userv1.FollowRequest) (*userv1.FollowResponse, error) {
-	if err := required("caller_id", req.GetCallerId(), "username", req.GetUsername()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId(), "username", req.GetUsername()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.Follow.Handle(ctx, app.Follow{CallerID: req.GetCallerId(), Username: req.GetUsername()}); err != nil {
@@ -197,7 +182,7 @@ func (s *GRPCServer) Follow(ctx context.Context, req *userv1.FollowRequest) (*us
 
 // Unfollow ends the caller's follow of a user.
 func (s *GRPCServer) Unfollow(ctx context.Context, req *userv1.UnfollowRequest) (*userv1.UnfollowResponse, error) {
-	if err := required("caller_id", req.GetCallerId(), "username", req.GetUsername()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId(), "username", req.GetUsername()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.Unfollow.Handle(ctx, app.Unfollow{CallerID: req.GetCallerId(), Username: req.GetUsername()}); err != nil {
@@ -217,7 +202,7 @@ func (s *GRPCServer) ListFollowing(ctx context.Context, req *userv1.ListFollowsR
 }
 
 func (s *GRPCServer) list(ctx context.Context, req *userv1.ListFollowsRequest, h app.Handler[app.ListFollows, app.Page]) (*userv1.ListFollowsResponse, error) {
-	if err := required("username", req.GetUsername()); err != nil {
+	if err := errs.Required("username", req.GetUsername()); err != nil {
 		return nil, err
 	}
 	p, err := h.Handle(ctx, app.ListFollows{Username: req.GetUsername(), Cursor: req.GetCursor(), Limit: int(req.GetLimit())})
@@ -230,7 +215,7 @@ func (s *GRPCServer) list(ctx context.Context, req *userv1.ListFollowsRequest, h
 // StreamFollowerIDs sends every follower id of a user, one message per batch, reading each
 // batch only after the previous one was handed to the stream.
 func (s *GRPCServer) StreamFollowerIDs(req *userv1.StreamFollowerIDsRequest, stream grpc.ServerStreamingServer[userv1.FollowerIDsBatch]) error {
-	if err := required("user_id", req.GetUserId()); err != nil {
+	if err := errs.Required("user_id", req.GetUserId()); err != nil {
 		return err
 	}
 	_, err := s.app.StreamFollowerIDs.Handle(stream.Context(), app.StreamFollowerIDs{
@@ -245,7 +230,7 @@ func (s *GRPCServer) StreamFollowerIDs(req *userv1.StreamFollowerIDsRequest, str
 
 // GetFollowedIDs returns the ids of everyone a user follows.
 func (s *GRPCServer) GetFollowedIDs(ctx context.Context, req *userv1.GetFollowedIDsRequest) (*userv1.GetFollowedIDsResponse, error) {
-	if err := required("follower_id", req.GetFollowerId()); err != nil {
+	if err := errs.Required("follower_id", req.GetFollowerId()); err != nil {
 		return nil, err
 	}
 	ids, err := s.app.GetFollowedIDs.Handle(ctx, app.GetFollowedIDs{FollowerID: req.GetFollowerId()})
