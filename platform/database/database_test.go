@@ -41,7 +41,7 @@ func TestSQLiteFileIsConfiguredForConcurrencyAndIntegrity(t *testing.T) {
 	}
 	for i, c := range conns {
 		for pragma, want := range map[string]string{
-			"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "busy_timeout": "5000",
+			"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "busy_timeout": "5000", "temp_store": "2",
 		} {
 			var got string
 			if err := c.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {

@@ -197,7 +197,7 @@ func (f *fixture) inbox(t *testing.T, userID string) []domain.Notification {
 func (f *fixture) total(t *testing.T) (rows, users, maxSeq int64) {
 	t.Helper()
 	err := f.db.SQL().QueryRowContext(t.Context(),
-		`SELECT count(*), count(DISTINCT user_id), COALESCE(max(seq), 0) FROM notifications`).Scan(&rows, &users, &maxSeq)
+		`SELECT count(*), count(DISTINCT user_id), COALESCE(max(seq), 0) FROM inbox_entries`).Scan(&rows, &users, &maxSeq)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ const (
 )
 
 // MaxDeliveryBatch bounds how many recipients one delivery (one transaction of the inbox
-// store) serves: it keeps a transaction short and its statements within both SQL engines'
-// limits on bound parameters. A fan-out to more users is cut into batches.
+// store) serves: it keeps a transaction, and the write lock it holds, short. A fan-out to more
+// users is cut into batches.
 const MaxDeliveryBatch = 5000
 
 // PageSize resolves a requested page size: 0 means DefaultPageSize; 1..MaxPageSize is taken

@@ -6,11 +6,14 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"math/rand/v2"
+	"path"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,6 +62,7 @@ func Run(t *testing.T, newDB func(t *testing.T) *database.DB) {
 		{"MarkReadIsClampedAndNeverMovesBackwards", testMarkRead},
 		{"UnreadCountsAboveTheMarker", testUnread},
 		{"UnknownUserHasAnEmptyInbox", testUnknownUser},
+		{"EveryRecipientOfAnEventGetsTheDataStoredFirst", testEventStoredOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +70,9 @@ func Run(t *testing.T, newDB func(t *testing.T) *database.DB) {
 			tc.fn(t, &harness{st: OpenStore(t, db), db: db})
 		})
 	}
+	t.Run("InboxesStoredBeforeEventDataWasSharedSurviveTheMigration", func(t *testing.T) {
+		testMigrationFromCopies(t, newDB(t))
+	})
 }
 
 // t0 is the base time of the tests: microsecond precision, as both engines store.
@@ -510,5 +517,87 @@ func testUnknownUser(t *testing.T, h *harness) {
 	h.deliver(t, draft(t), u)
 	if got := h.inbox(t, u); len(got) != 1 || got[0].Read {
 		t.Errorf("inbox %+v, want one unread notification", got)
+	}
+}
+
+func testEventStoredOnce(t *testing.T, h *harness) {
+	a, b := newID(t), newID(t)
+	d := draft(t)
+	h.deliver(t, d, a)
+	// The next batch of the same event, with a draft that came out different (say the actor
+	// was renamed in between): b is told what a was told.
+	changed := d
+	changed.Data = json.RawMessage(`{"actor":{"id":"a","username":"renamed"}}`)
+	changed.CreatedAt = t0.Add(time.Hour)
+	out, fresh := h.deliver(t, changed, a, b)
+	if fresh != 1 || len(out) != 2 {
+		t.Fatalf("second batch returned %d notifications, %d new; want 2, 1 new", len(out), fresh)
+	}
+	for _, n := range out {
+		want := domain.Notification{UserID: n.UserID, Seq: 1, EventID: d.EventID, Type: d.Type, Data: d.Data, CreatedAt: t0}
+		if !equal(n, want) {
+			t.Errorf("Deliver returned %+v, want %+v", n, want)
+		}
+		if got := h.inbox(t, n.UserID); len(got) != 1 || !equal(got[0], want) {
+			t.Errorf("inbox of %s is %+v, want [%+v]", n.UserID, got, want)
+		}
+	}
+}
+
+// testMigrationFromCopies fills an inbox of the first schema version, where every
+// notification held its own copy of the event's data, migrates to the latest, and checks that
+// nothing was lost and that the inbox goes on from where it was.
+func testMigrationFromCopies(t *testing.T, db *database.DB) {
+	ctx := ctxFor(t)
+	const first = "0001_create_inbox.sql"
+	body, err := fs.ReadFile(adapters.Migrations.FS, path.Join(adapters.Migrations.Dir, first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := database.MigrationSet{Name: adapters.Migrations.Name, Dir: "m", FS: fstest.MapFS{"m/" + first: {Data: body}}}
+	if _, err := database.Migrate(ctx, db, v1); err != nil {
+		t.Fatalf("migrate to version 1: %v", err)
+	}
+	a, b := newID(t), newID(t)
+	e1, e2 := draft(t), draft(t)
+	e2.Type, e2.CreatedAt = eventsv1.UserFollowed, t0.Add(time.Minute)
+	old := []struct {
+		user string
+		seq  int64
+		d    domain.Draft
+	}{{a, 1, e1}, {a, 2, e2}, {b, 1, e1}}
+	for _, r := range old {
+		if _, err := db.SQL().ExecContext(ctx, `INSERT INTO notifications (user_id, seq, event_id, type, data, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, r.user, r.seq, r.d.EventID, r.d.Type, string(r.d.Data), r.d.CreatedAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.SQL().ExecContext(ctx, `INSERT INTO inbox_counters (user_id, last_seq, read_seq)
+		VALUES ($1, 2, 1), ($2, 1, 0)`, a, b); err != nil {
+		t.Fatal(err)
+	}
+
+	h := &harness{st: OpenStore(t, db), db: db}
+	for _, r := range old {
+		want := domain.Notification{UserID: r.user, Seq: r.seq, EventID: r.d.EventID, Type: r.d.Type, Data: r.d.Data,
+			CreatedAt: r.d.CreatedAt, Read: r.user == a && r.seq == 1}
+		inbox := h.inbox(t, r.user)
+		if len(inbox) < int(r.seq) || !equal(inbox[r.seq-1], want) {
+			t.Errorf("after the migration %s's inbox is %+v, want %+v at seq %d", r.user, inbox, want, r.seq)
+		}
+	}
+	if got, err := h.st.Unread(ctx, a); err != nil || got != (domain.Unread{Count: 1, LastSeq: 2}) {
+		t.Errorf("Unread(a) = %+v, %v; want count 1, last 2", got, err)
+	}
+	// A redelivery of a migrated event stores it only for the new recipient.
+	c := newID(t)
+	if _, fresh := h.deliver(t, e1, a, b, c); fresh != 1 {
+		t.Errorf("redelivery of a migrated event stored %d, want 1 (only the new recipient)", fresh)
+	}
+	out, _ := h.deliver(t, draft(t), a, b, c)
+	for _, n := range out {
+		if want := map[string]int64{a: 3, b: 2, c: 2}[n.UserID]; n.Seq != want {
+			t.Errorf("the next event has seq %d for %s, want %d", n.Seq, n.UserID, want)
+		}
 	}
 }
