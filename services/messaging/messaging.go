@@ -70,6 +70,10 @@ type Config struct {
 	// ForwarderOwner names this process in the Cassandra forwarder's lease; default the host
 	// name and a random suffix. Ignored on SQLite.
 	ForwarderOwner string
+	// ForwarderPollInterval is how often the forwarder looks for events without being woken:
+	// a send wakes the forwarder of its own process as soon as it is stored, so polling only
+	// finds events stored by other processes (or before a restart). Default 1 s.
+	ForwarderPollInterval time.Duration
 	// Propagator writes the trace context of a send into its event; nil means
 	// otel.GetTextMapPropagator().
 	Propagator propagation.TextMapPropagator
@@ -120,7 +124,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("messaging: %w", err)
 		}
-		fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{Outbox: ob, Publisher: deps.Publisher, MeterProvider: cfg.MeterProvider}, log)
+		fwd, err := outbox.NewForwarder(outbox.ForwarderConfig{
+			Outbox: ob, Publisher: deps.Publisher, PollInterval: cfg.ForwarderPollInterval, MeterProvider: cfg.MeterProvider,
+		}, log)
 		if err != nil {
 			return nil, fmt.Errorf("messaging: %w", err)
 		}
@@ -133,7 +139,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 			return nil, fmt.Errorf("messaging: %w", err)
 		}
 		fwd, err := adapters.NewCassandraForwarder(adapters.ForwarderConfig{
-			Store: st, Publisher: deps.Publisher, Owner: cfg.ForwarderOwner, MeterProvider: cfg.MeterProvider,
+			Store: st, Publisher: deps.Publisher, Owner: cfg.ForwarderOwner, PollInterval: cfg.ForwarderPollInterval,
+			MeterProvider: cfg.MeterProvider,
 		}, log)
 		if err != nil {
 			return nil, fmt.Errorf("messaging: %w", err)

@@ -156,3 +156,40 @@ func checkEventFlow(t *testing.T, svc *messaging.Service, published func() []*me
 		}
 	}
 }
+
+// A send wakes the forwarder of its own process: with an hour between polls, each event still
+// goes out without waiting for a poll. The first send is published by the forwarder's first
+// round or by its wake-up; the second is stored after that round, so only a wake-up can
+// publish it before the poll an hour later.
+func TestASendWakesTheForwarderOfItsProcessWithoutWaitingForAPoll(t *testing.T) {
+	ctx := t.Context()
+	db := databasetest.OpenSQLite(t)
+	if err := messaging.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher()
+	svc, err := messaging.New(messaging.Config{ForwarderPollInterval: time.Hour}, messaging.Deps{DB: db, Publisher: pub}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, svc)
+	checkWakeUp(t, svc, func() []*message.Message { return pub.published(eventsv1.TopicMessages) })
+}
+
+// checkWakeUp sends two messages through svc, awaiting each one's event before the next send.
+func checkWakeUp(t *testing.T, svc *messaging.Service, published func() []*message.Message) {
+	t.Helper()
+	ctx := t.Context()
+	a := svc.App()
+	alice, bob := storetest.NewUserID(), storetest.NewUserID()
+	c, err := a.CreateConversation.Handle(ctx, app.CreateConversation{CallerID: alice, ParticipantIDs: []string{bob}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{"first", "second"} {
+		if _, err := a.SendMessage.Handle(ctx, app.SendMessage{CallerID: alice, ConversationID: c.Value.ID, Text: key, ClientMsgID: key}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the "+key+" event", func() bool { return len(published()) == i+1 })
+	}
+}

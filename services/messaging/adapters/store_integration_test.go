@@ -385,3 +385,25 @@ func TestOnlyTheLeaseHolderForwardsAndAStandbyTakesOverWhenItStops(t *testing.T)
 		t.Errorf("the stopped forwarder published %d events, want %d", n, len(sent)+len(sent2))
 	}
 }
+
+// A send wakes the forwarder of its own process: with an hour between polls and between lease
+// renewals, each event still goes out without waiting for either. The first send is published
+// by the forwarder's first round or by its wake-up; the second is stored after that round, so
+// only a wake-up can publish it within the hour.
+func TestASendWakesTheForwarderOfItsProcessWithoutWaitingForAPoll(t *testing.T) {
+	st, _ := openCassandra(t, adapters.CassandraConfig{})
+	alice := storetest.NewUserID()
+	convs := groups(t, st, alice, 1)
+	pub := &recorder{}
+	f, err := adapters.NewCassandraForwarder(adapters.ForwarderConfig{
+		Store: st, Publisher: pub, PollInterval: time.Hour, LeaseTTL: time.Hour,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	sent := sendMany(t, t.Context(), st, alice, convs, 1)
+	waitFor(t, "the first event", func() bool { return len(pub.published()) == len(sent) })
+	more := sendMany(t, t.Context(), st, alice, convs, 1)
+	waitFor(t, "the second event", func() bool { return len(pub.published()) == len(sent)+len(more) })
+}
