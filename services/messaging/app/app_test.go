@@ -13,6 +13,7 @@ import (
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/errs"
 	"github.com/piazza-social/piazza/platform/events"
+	"github.com/piazza-social/piazza/platform/events/outbox/outboxtest"
 	"github.com/piazza-social/piazza/services/messaging/adapters/storetest"
 	"github.com/piazza-social/piazza/services/messaging/app"
 	"github.com/piazza-social/piazza/services/messaging/domain"
@@ -33,7 +34,7 @@ func (c *clock) Now() time.Time {
 
 type env struct {
 	app    *app.Application
-	outbox *storetest.Outbox
+	outbox *outboxtest.Outbox
 	clock  *clock
 }
 

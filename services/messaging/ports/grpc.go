@@ -28,21 +28,6 @@ var _ messagingv1.MessagingServiceServer = (*GRPCServer)(nil)
 // NewGRPCServer returns the gRPC face of a.
 func NewGRPCServer(a *app.Application) *GRPCServer { return &GRPCServer{app: a} }
 
-// required reports every listed field that is empty as a validation_failed violation, or nil.
-// Pointers are the request's proto (JSON) field names.
-func required(kv ...string) error {
-	var fields []errs.FieldViolation
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] == "" {
-			fields = append(fields, errs.Field("/"+kv[i], "is required"))
-		}
-	}
-	if len(fields) == 0 {
-		return nil
-	}
-	return errs.Validation("The request is invalid: required fields are missing.", fields...)
-}
-
 func toProtoMessage(m domain.Message) *messagingv1.Message {
 	return &messagingv1.Message{
 		Id:             m.ID,
@@ -71,7 +56,7 @@ func toProtoConversation(c domain.Conversation) *messagingv1.Conversation {
 // CreateConversation creates the caller's conversation with participant_ids, or returns the
 // pair's existing one-to-one conversation (created = false).
 func (s *GRPCServer) CreateConversation(ctx context.Context, req *messagingv1.CreateConversationRequest) (*messagingv1.CreateConversationResponse, error) {
-	if err := required("caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	r, err := s.app.CreateConversation.Handle(ctx, app.CreateConversation{CallerID: req.GetCallerId(), ParticipantIDs: req.GetParticipantIds()})
@@ -83,7 +68,7 @@ func (s *GRPCServer) CreateConversation(ctx context.Context, req *messagingv1.Cr
 
 // ListConversations lists the caller's conversations by last activity, newest first.
 func (s *GRPCServer) ListConversations(ctx context.Context, req *messagingv1.ListConversationsRequest) (*messagingv1.ListConversationsResponse, error) {
-	if err := required("caller_id", req.GetCallerId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId()); err != nil {
 		return nil, err
 	}
 	p, err := s.app.ListConversations.Handle(ctx, app.ListConversations{CallerID: req.GetCallerId(), Cursor: req.GetCursor(), Limit: int(req.GetLimit())})
@@ -100,7 +85,7 @@ func (s *GRPCServer) ListConversations(ctx context.Context, req *messagingv1.Lis
 // SendMessage sends a message; a retry with the same client_msg_id returns the original one
 // (created = false).
 func (s *GRPCServer) SendMessage(ctx context.Context, req *messagingv1.SendMessageRequest) (*messagingv1.SendMessageResponse, error) {
-	if err := required("caller_id", req.GetCallerId(), "conversation_id", req.GetConversationId(), "client_msg_id", req.GetClientMsgId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId(), "conversation_id", req.GetConversationId(), "client_msg_id", req.GetClientMsgId()); err != nil {
 		return nil, err
 	}
 	r, err := s.app.SendMessage.Handle(ctx, app.SendMessage{
@@ -114,7 +99,7 @@ func (s *GRPCServer) SendMessage(ctx context.Context, req *messagingv1.SendMessa
 
 // ListMessages lists a conversation's messages, newest first.
 func (s *GRPCServer) ListMessages(ctx context.Context, req *messagingv1.ListMessagesRequest) (*messagingv1.ListMessagesResponse, error) {
-	if err := required("caller_id", req.GetCallerId(), "conversation_id", req.GetConversationId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId(), "conversation_id", req.GetConversationId()); err != nil {
 		return nil, err
 	}
 	p, err := s.app.ListMessages.Handle(ctx, app.ListMessages{
@@ -132,7 +117,7 @@ func (s *GRPCServer) ListMessages(ctx context.Context, req *messagingv1.ListMess
 
 // MarkRead moves the caller's read marker up to a message of the conversation.
 func (s *GRPCServer) MarkRead(ctx context.Context, req *messagingv1.MarkReadRequest) (*messagingv1.MarkReadResponse, error) {
-	if err := required("caller_id", req.GetCallerId(), "conversation_id", req.GetConversationId(), "up_to_message_id", req.GetUpToMessageId()); err != nil {
+	if err := errs.Required("caller_id", req.GetCallerId(), "conversation_id", req.GetConversationId(), "up_to_message_id", req.GetUpToMessageId()); err != nil {
 		return nil, err
 	}
 	if _, err := s.app.MarkRead.Handle(ctx, app.MarkRead{

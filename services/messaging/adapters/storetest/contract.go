@@ -12,16 +12,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/piazza-social/piazza/api/eventsv1"
-	"github.com/piazza-social/piazza/platform/events"
+	"github.com/piazza-social/piazza/platform/events/outbox/outboxtest"
 	"github.com/piazza-social/piazza/services/messaging/app"
 	"github.com/piazza-social/piazza/services/messaging/domain"
 )
 
-// Event is one event a store recorded for publishing.
-type Event struct {
-	Topic    string
-	Envelope events.Envelope
-}
+// Event is one event a store recorded for publishing (the test outbox's record type, so that
+// the SQLite store's outbox serves as the harness's event source as it is).
+type Event = outboxtest.Event
 
 // Harness is one store under test.
 type Harness struct {
