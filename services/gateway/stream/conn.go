@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -50,9 +51,10 @@ type frame struct {
 // maxBatch bounds the queued frames written before one flush.
 const maxBatch = 64
 
-// conn is one stream. The hub's goroutines (reader, sweep, presence ticker) only ever offer it
-// frames, close it and renew its presence; everything else, every write included, happens on
-// the goroutine of its HTTP handler, the writer.
+// conn is one stream. The hub's goroutines (reader, sweep, presence ticker) and the watcher of
+// a taken-over connection only ever offer it frames, close it and renew its presence;
+// everything else, every write included, happens on its writer goroutine (the HTTP handler's,
+// or the stream's own once the connection is taken over).
 type conn struct {
 	hub       *Hub
 	key       presence.Connection
@@ -65,9 +67,10 @@ type conn struct {
 
 	// mu orders the writer's arming of a write deadline against an abort by close: a close
 	// that aborts sets the deadline in the past, and the writer never arms after that.
-	mu      sync.Mutex
-	rc      *http.ResponseController // nil outside the stream
-	aborted bool
+	mu sync.Mutex
+	// deadline sets the write deadline of the stream's connection; nil outside the stream.
+	deadline func(time.Time) error
+	aborted  bool
 
 	// pmu orders presence renewals against the final Unregister, so that a late renewal
 	// cannot bring a closed connection's entry back.
@@ -75,13 +78,15 @@ type conn struct {
 	gone bool
 
 	// The writer's own state.
-	w        http.ResponseWriter
+	w        http.ResponseWriter // nil when the connection was taken over
 	flush    func() error
-	lastSent int64   // the sequence number of the last notification written
-	err      error   // the first write or inbox failure
-	broken   bool    // a write or flush failed: the connection is unusable
-	pending  []int64 // occurred times of the live frames written since the last flush
-	wrote    bool    // something was written since the last flush
+	raw      net.Conn // the connection, when taken over from net/http
+	buf      *[]byte  // written since the last flush, when taken over (pooled)
+	lastSent int64    // the sequence number of the last notification written
+	err      error    // the first write or inbox failure
+	broken   bool     // a write or flush failed: the connection is unusable
+	pending  []int64  // occurred times of the live frames written since the last flush
+	wrote    bool     // something was written since the last flush
 	// traced are the sampled live frames written since the last flush, for its span.
 	traced []*frame
 }
@@ -125,15 +130,26 @@ func (c *conn) close(r reason, abort bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.aborted = true
-	if c.rc != nil {
-		_ = c.rc.SetWriteDeadline(time.Now())
+	if c.deadline != nil {
+		_ = c.deadline(time.Now())
 	}
 }
 
 func (c *conn) bind(w http.ResponseWriter, rc *http.ResponseController, flush func() error) {
 	c.w, c.flush = w, flush
+	c.setDeadlineFunc(rc.SetWriteDeadline)
+}
+
+// bindRaw makes the stream write to raw, a connection taken over from net/http after the
+// response's head: each flush is one chunk of the chunked body.
+func (c *conn) bindRaw(raw net.Conn) {
+	c.raw, c.flush = raw, c.flushChunk
+	c.setDeadlineFunc(raw.SetWriteDeadline)
+}
+
+func (c *conn) setDeadlineFunc(f func(time.Time) error) {
 	c.mu.Lock()
-	c.rc = rc
+	c.deadline = f
 	aborted := c.aborted
 	c.mu.Unlock()
 	if aborted {
@@ -144,9 +160,71 @@ func (c *conn) bind(w http.ResponseWriter, rc *http.ResponseController, flush fu
 // unbind forgets the response writer: it must not be touched once the handler returns.
 func (c *conn) unbind() {
 	c.mu.Lock()
-	c.rc = nil
+	c.deadline = nil
 	c.mu.Unlock()
+	if c.buf != nil {
+		putBuf(c.buf)
+		c.buf = nil
+	}
 }
+
+// watch reads the taken-over connection until it fails, which is when the client went away
+// (or the stream closed it): then it ends the stream. A client sends nothing on a stream;
+// whatever it sends is discarded.
+func (c *conn) watch(raw net.Conn) {
+	var b [64]byte
+	for {
+		if _, err := raw.Read(b[:]); err != nil {
+			c.close(reasonClientClosed, false)
+			return
+		}
+	}
+}
+
+// chunkHead is the room kept at the start of a taken-over stream's buffer for the chunk's
+// size line: up to 8 hex digits and CRLF.
+const chunkHead = 10
+
+// maxPooledBuf is the largest buffer kept for reuse: a burst of large frames must not pin
+// its memory.
+const maxPooledBuf = 64 << 10
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, chunkHead, 1024)
+	return &b
+}}
+
+func putBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
+	*b = (*b)[:chunkHead]
+	bufPool.Put(b)
+}
+
+// flushChunk writes what was written since the last flush as one chunk, with one write, and
+// gives the buffer back: an idle stream holds none.
+func (c *conn) flushChunk() error {
+	b := c.buf
+	if b == nil {
+		return nil
+	}
+	c.buf = nil
+	defer putBuf(b)
+	p := *b
+	n := len(p) - chunkHead
+	size := strconv.AppendInt(make([]byte, 0, chunkHead), int64(n), 16)
+	start := chunkHead - len(size) - 2
+	copy(p[start:], size)
+	p[chunkHead-2], p[chunkHead-1] = '\r', '\n'
+	p = append(p, '\r', '\n')
+	*b = p
+	_, err := c.raw.Write(p[start:])
+	return err
+}
+
+// chunkedEnd is the last chunk of a chunked body (no trailers).
+var chunkedEnd = []byte("0\r\n\r\n")
 
 var errAborted = errors.New("stream: aborted")
 
@@ -161,13 +239,21 @@ func (c *conn) arm() {
 		c.err = errAborted
 		return
 	}
-	if err := c.rc.SetWriteDeadline(time.Now().Add(c.hub.t.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := c.deadline(time.Now().Add(c.hub.t.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		c.err, c.broken = err, true
 	}
 }
 
 func (c *conn) write(p []byte) {
 	if c.err != nil {
+		return
+	}
+	if c.raw != nil {
+		if c.buf == nil {
+			c.buf = bufPool.Get().(*[]byte)
+		}
+		*c.buf = append(*c.buf, p...)
+		c.wrote = true
 		return
 	}
 	if _, err := c.w.Write(p); err != nil {
@@ -273,6 +359,10 @@ func (c *conn) run(cl Client, lastSeq int64) reason {
 	if !c.broken {
 		c.err = nil
 		c.arm()
+		if c.raw != nil && c.err == nil {
+			// Taken over: the stream ends its chunked body itself.
+			_, _ = c.raw.Write(chunkedEnd)
+		}
 	}
 	return r
 }

@@ -8,9 +8,14 @@
 //     connection has a small bounded queue, and a connection whose queue is full is closed
 //     ("slow_consumer") instead of slowing everybody else down. Connections are indexed by user
 //     id in a sharded map, so a delivery costs one read-locked map lookup.
-//   - One writer per connection: the HTTP handler's own goroutine, so a connection costs no
-//     goroutine beyond the one net/http already runs for it. Every write has a deadline; a
-//     failed or timed-out write closes the connection.
+//   - One writer per connection. Over HTTP/1.1 the connection is taken out of net/http
+//     (hijacked) once the stream is accepted: the hub writes the response's head and a chunked
+//     body itself, from a writer goroutine of the stream's own, and a small watcher goroutine
+//     reads the connection to notice the client going away; net/http's deep handler stack,
+//     its background reader and its per-connection buffers are freed, and a stream holds a
+//     write buffer only while it writes. Elsewhere (HTTP/2, a writer that cannot hijack) the
+//     HTTP handler's goroutine is the writer. Every write has a deadline; a failed or
+//     timed-out write closes the connection.
 //   - No per-connection timers: one sweep ticker per hub sends heartbeats to idle connections
 //     and ends the connections whose access token expired or whose maximum lifetime (with
 //     jitter, so reconnects spread out) is over; one presence ticker renews every connection's
@@ -44,6 +49,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -220,8 +226,9 @@ type shard struct {
 // instance's push batches and keeps the streams' heartbeats, lifetimes and presence.
 //
 // An idle stream costs the hub a few hundred bytes (its record, a queue of QueueSize
-// pointers, a context); with net/http's goroutine and buffers it costs the process about
-// 9-12 KB in all (BenchmarkIdleStreamMemory).
+// pointers, a context); taken out of net/http, with its two small goroutines and its socket,
+// it costs the process about 4 KB of heap and stacks in all (BenchmarkIdleStreamMemory; 10-12
+// KB on net/http).
 type Hub struct {
 	cfg    Config
 	t      Tuning
@@ -543,7 +550,10 @@ func (h *Hub) sweep(ctx context.Context) {
 // Serve streams to cl over w until the stream ends: the client goes away, a write fails or
 // times out, the client is too slow, its token expires, the stream's lifetime is over or the
 // hub shuts down. It returns an error (to be written as a problem) only before the stream
-// started: the hub is not running (unavailable), or the inbox could not be read.
+// started: the hub is not running (unavailable), or the inbox could not be read. When the
+// connection can be taken out of net/http (HTTP/1.1 and a writer that hijacks), Serve returns
+// as soon as the stream started, and the stream goes on in goroutines of its own until it
+// ends; Run's drain waits for those too.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 	if !h.running.Load() {
 		return errUnavailable
@@ -552,8 +562,11 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 	if flush == nil {
 		return errs.Wrap(errors.New("stream: the response writer cannot flush"), errs.Internal, "Streaming is not supported here.")
 	}
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
+	// The stream's context keeps only the request's trace (for logs and the inbox calls), not
+	// the request: a stream taken out of net/http must not keep its buffers reachable. Until
+	// the stream is taken over, the request's cancellation (the client went away) ends it.
+	ctx, cancel := context.WithCancelCause(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(r.Context())))
+	stop := context.AfterFunc(r.Context(), func() { cancel(reasonClientClosed) })
 	now := h.now()
 	c := &conn{
 		hub:       h,
@@ -573,11 +586,15 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 	// stored after that read is routed here (its routing looks at presence after storing it);
 	// one stored before it is in what was read.
 	if err := h.add(c); err != nil {
+		stop()
+		cancel(nil)
 		return err
 	}
 	h.register(ctx, c)
 	uc, err := h.unreadCount(ctx, cl.UserID)
 	if err != nil {
+		stop()
+		cancel(nil)
 		h.remove(c)
 		h.unregister(ctx, c)
 		return err
@@ -590,23 +607,81 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 	if r.ProtoMajor == 1 {
 		hdr.Set("Connection", "keep-alive") // connection-specific headers are forbidden in HTTP/2
 	}
+	if raw := h.takeOver(w, r); raw != nil {
+		// The connection is the stream's alone: net/http's goroutine, buffers and request
+		// are freed when this handler returns. The stream goes on in a writer goroutine of its
+		// own, and a watcher that notices the client going away.
+		stop()
+		c.bindRaw(raw)
+		h.opened(c, now)
+		go c.watch(raw)
+		go func() {
+			defer func() { _ = raw.Close() }()
+			h.finish(c, c.run(cl, uc.GetLastSeq()))
+		}()
+		return nil
+	}
+	defer stop()
+	defer cancel(nil)
 	w.WriteHeader(http.StatusOK)
 	c.bind(w, http.NewResponseController(w), flush)
-	h.m.open.Add(ctx, 1)
-	h.m.connects.Add(ctx, 1)
-	h.publishPresence(ctx, c, eventsv1.PresenceConnected, now)
+	h.opened(c, now)
+	h.finish(c, c.run(cl, uc.GetLastSeq()))
+	return nil
+}
 
-	r0 := c.run(cl, uc.GetLastSeq())
+// takeOver takes an HTTP/1.1 connection out of net/http (hijacks it) and writes the
+// response's head itself: status 200, the headers of w, and a chunked body, which the stream
+// then writes chunk by chunk. It returns nil, with nothing written, when the connection
+// cannot be taken (HTTP/2, a request with a body, a writer that cannot hijack): the stream
+// then runs on net/http. An idle stream on net/http costs its goroutine's deep stack, a
+// second goroutine (the background reader) and about 10 KB of buffers; taken over, a small
+// writer goroutine, a small watcher goroutine and no buffer.
+func (h *Hub) takeOver(w http.ResponseWriter, r *http.Request) net.Conn {
+	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return nil
+	}
+	raw, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil
+	}
+	hdr := w.Header()
+	if _, ok := hdr["Date"]; !ok {
+		hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	hdr.Set("Transfer-Encoding", "chunked")
+	// brw's writer is a fresh one of net/http's for the hijacked connection: the head is
+	// written through it once, then it is dropped with the reader.
+	_ = raw.SetWriteDeadline(time.Now().Add(h.t.WriteTimeout))
+	_, _ = brw.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = hdr.Write(brw)
+	_, _ = brw.WriteString("\r\n")
+	if err := brw.Flush(); err != nil {
+		// Too late for net/http; the stream's first write fails the same way and ends it.
+		_ = raw.SetWriteDeadline(time.Now())
+	}
+	return raw
+}
 
+// opened counts a stream that started and publishes its connection.
+func (h *Hub) opened(c *conn, at time.Time) {
+	h.m.open.Add(c.ctx, 1)
+	h.m.connects.Add(c.ctx, 1)
+	h.publishPresence(c.ctx, c, eventsv1.PresenceConnected, at)
+}
+
+// finish forgets a stream that ended for reason r0.
+func (h *Hub) finish(c *conn, r0 reason) {
 	c.unbind()
+	c.cancel(r0)
+	ctx := c.ctx
 	h.remove(c)
 	h.unregister(ctx, c)
 	h.publishPresence(ctx, c, eventsv1.PresenceDisconnected, h.now())
 	h.m.open.Add(ctx, -1)
 	h.m.disconnects.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(r0))))
-	h.log.LogAttrs(ctx, slog.LevelDebug, "event stream closed", slog.String("user_id", cl.UserID),
+	h.log.LogAttrs(ctx, slog.LevelDebug, "event stream closed", slog.String("user_id", c.key.UserID),
 		slog.String("connection_id", c.key.ConnectionID), slog.String("reason", string(r0)))
-	return nil
 }
 
 // lifetime draws a stream's maximum lifetime: MaxLifetime ± LifetimeJitter.
