@@ -89,6 +89,12 @@ func Run(ctx context.Context, cfg Config, version string, log *slog.Logger) erro
 	// ---------------------------------------------------------------- services
 	g := lifecycle.New(log)
 	if err := addServices(ctx, g, cfg, infra, adm, tel, log); err != nil {
+		if ctx.Err() != nil {
+			// Asked to stop while still waiting for a dependency (e.g. the schema job): that
+			// is a clean shutdown, not a failure.
+			log.InfoContext(ctx, "stopped before starting", "waiting_for", err.Error())
+			return nil
+		}
 		return err
 	}
 	starting.Store(false)
