@@ -5,7 +5,9 @@
 // status (the application maps them to platform error codes at its edge).
 package domain
 
-import "errors"
+import (
+	"github.com/piazza-social/piazza/platform/fielderr"
+)
 
 // Kind sorts the rules by what a caller can do about a broken one; the application maps each
 // kind to one platform error code.
@@ -52,44 +54,13 @@ var (
 	ErrInvalidEventFields = newError(KindInvalidEvent, "event-invalid", "the event lacks a field its notification needs")
 )
 
-// FieldError ties a broken rule to the input field it is about (the request's field name,
-// e.g. "cursor").
-type FieldError struct {
-	Field string
-	Err   *Error
-}
-
-// Error describes the violation as "field: message".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
-
-// Unwrap returns the rule, so errors.Is(err, ErrCursorInvalid) sees through a FieldError.
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError ties a broken rule to the input field it is about (the field's name in the
+// request); errors.Is sees through it to the rule.
+type FieldError = fielderr.Error[*Error]
 
 // FieldErrors lists every FieldError in err's tree (errors.Join and wrapping included), in
 // order; nil when there is none.
-func FieldErrors(err error) []*FieldError {
-	var out []*FieldError
-	var walk func(error)
-	walk = func(err error) {
-		switch e := err.(type) {
-		case nil:
-		case *FieldError:
-			out = append(out, e)
-		case interface{ Unwrap() []error }:
-			for _, inner := range e.Unwrap() {
-				walk(inner)
-			}
-		case interface{ Unwrap() error }:
-			walk(e.Unwrap())
-		}
-	}
-	walk(err)
-	return out
-}
+func FieldErrors(err error) []*FieldError { return fielderr.All[*Error](err) }
 
 // fields collects field errors into one error, nil when there are none.
-type fields []error
-
-func (f *fields) add(field string, err *Error) { *f = append(*f, &FieldError{Field: field, Err: err}) }
-
-func (f fields) err() error { return errors.Join(f...) }
+type fields = fielderr.List[*Error]

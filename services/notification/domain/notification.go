@@ -135,10 +135,10 @@ func required(kv ...string) error {
 	var f fields
 	for i := 0; i+1 < len(kv); i += 2 {
 		if strings.TrimSpace(kv[i+1]) == "" {
-			f.add(kv[i], ErrInvalidEventFields)
+			f.Add(kv[i], ErrInvalidEventFields)
 		}
 	}
-	return f.err()
+	return f.Err()
 }
 
 func base(eventID, typ string, at time.Time, actorID string) Trigger {
@@ -206,10 +206,10 @@ func UserFollowed(eventID string, at time.Time, followerID, followerUsername, fo
 func MessageSent(eventID string, at time.Time, m Message) (Trigger, error) {
 	var noParticipants fields
 	if len(m.ParticipantIDs) == 0 {
-		noParticipants.add("participant_ids", ErrInvalidEventFields)
+		noParticipants.Add("participant_ids", ErrInvalidEventFields)
 	}
 	if err := errors.Join(required("event_id", eventID, "message_id", m.ID, "conversation_id", m.ConversationID,
-		"sender_id", m.SenderID), noParticipants.err()); err != nil {
+		"sender_id", m.SenderID), noParticipants.Err()); err != nil {
 		return Trigger{}, err
 	}
 	t := base(eventID, eventsv1.MessageSent, at, m.SenderID)

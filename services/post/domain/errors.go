@@ -5,7 +5,9 @@
 // application maps them to platform error codes at its edge).
 package domain
 
-import "errors"
+import (
+	"github.com/piazza-social/piazza/platform/fielderr"
+)
 
 // Kind sorts the rules by what a caller can do about a broken one; the application maps each
 // kind to one platform error code.
@@ -65,48 +67,13 @@ var (
 	ErrNotAuthor = newError(KindForbidden, "not-author", "only the author may delete this post")
 )
 
-// FieldError ties a broken rule to the input field it is about. Field is the field's name in
-// the request ("text", "cursor").
-type FieldError struct {
-	Field string
-	Err   *Error
-}
-
-// Error describes the violation as "field: message".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
-
-// Unwrap returns the rule, so errors.Is(err, ErrTextEmpty) sees through a FieldError.
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError ties a broken rule to the input field it is about (the field's name in the
+// request); errors.Is sees through it to the rule.
+type FieldError = fielderr.Error[*Error]
 
 // FieldErrors lists every FieldError in err's tree (errors.Join and wrapping included), in
 // order; nil when there is none.
-func FieldErrors(err error) []*FieldError {
-	var out []*FieldError
-	var walk func(error)
-	walk = func(err error) {
-		switch e := err.(type) {
-		case nil:
-		case *FieldError:
-			out = append(out, e)
-		case interface{ Unwrap() []error }:
-			for _, inner := range e.Unwrap() {
-				walk(inner)
-			}
-		case interface{ Unwrap() error }:
-			walk(e.Unwrap())
-		}
-	}
-	walk(err)
-	return out
-}
+func FieldErrors(err error) []*FieldError { return fielderr.All[*Error](err) }
 
 // Fields collects field errors; Err joins them (nil when there are none).
-type Fields []error
-
-// Add records that field breaks rule.
-func (f *Fields) Add(field string, rule *Error) {
-	*f = append(*f, &FieldError{Field: field, Err: rule})
-}
-
-// Err returns the collected violations as one error, nil when there are none.
-func (f Fields) Err() error { return errors.Join(f...) }
+type Fields = fielderr.List[*Error]

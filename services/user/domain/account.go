@@ -113,16 +113,16 @@ func NewRegistration(username, email, password string) (Registration, error) {
 	var r Registration
 	var err error
 	if r.Username, err = ParseUsername(username); err != nil {
-		errs.add("username", ErrUsernameInvalid)
+		errs.Add("username", ErrUsernameInvalid)
 	}
 	if r.Email, err = ParseEmail(email); err != nil {
-		errs.add("email", ErrEmailInvalid)
+		errs.Add("email", ErrEmailInvalid)
 	}
 	if err := CheckPassword(password); err != nil {
-		errs.add("password", err.(*Error))
+		errs.Add("password", err.(*Error))
 	}
 	r.Password = password
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return Registration{}, err
 	}
 	return r, nil
@@ -147,18 +147,18 @@ func NewProfileUpdate(displayName, bio *string) (ProfileUpdate, error) {
 	if displayName != nil {
 		d := strings.TrimSpace(*displayName)
 		if !validText(d, DisplayNameMaxRunes, false) {
-			errs.add("display_name", ErrDisplayNameInvalid)
+			errs.Add("display_name", ErrDisplayNameInvalid)
 		}
 		p.DisplayName = &d
 	}
 	if bio != nil {
 		b := strings.TrimSpace(*bio)
 		if !validText(b, BioMaxRunes, true) {
-			errs.add("bio", ErrBioInvalid)
+			errs.Add("bio", ErrBioInvalid)
 		}
 		p.Bio = &b
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return ProfileUpdate{}, err
 	}
 	return p, nil

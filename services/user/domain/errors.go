@@ -6,7 +6,7 @@
 package domain
 
 import (
-	"errors"
+	"github.com/piazza-social/piazza/platform/fielderr"
 	"strings"
 )
 
@@ -104,47 +104,16 @@ var (
 	ErrSessionNotFound = newError(KindSessionEnded, "session-not-found", "the session does not exist; log in again")
 )
 
-// FieldError ties a broken rule to the input field it is about. Field is the field's name in
-// the request ("username", "display_name"); nested fields are joined with "/".
-type FieldError struct {
-	Field string
-	Err   *Error
-}
-
-// Error describes the violation as "field: message".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
-
-// Unwrap returns the rule, so errors.Is(err, ErrUsernameTaken) sees through a FieldError.
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError ties a broken rule to the input field it is about (the field's name in the
+// request); errors.Is sees through it to the rule.
+type FieldError = fielderr.Error[*Error]
 
 // FieldErrors lists every FieldError in err's tree (errors.Join and wrapping included), in
 // order; nil when there is none.
-func FieldErrors(err error) []*FieldError {
-	var out []*FieldError
-	var walk func(error)
-	walk = func(err error) {
-		switch e := err.(type) {
-		case nil:
-		case *FieldError:
-			out = append(out, e)
-		case interface{ Unwrap() []error }:
-			for _, inner := range e.Unwrap() {
-				walk(inner)
-			}
-		case interface{ Unwrap() error }:
-			walk(e.Unwrap())
-		}
-	}
-	walk(err)
-	return out
-}
+func FieldErrors(err error) []*FieldError { return fielderr.All[*Error](err) }
 
 // fields collects field errors into one error, nil when there are none.
-type fields []error
-
-func (f *fields) add(field string, err *Error) { *f = append(*f, &FieldError{Field: field, Err: err}) }
-
-func (f fields) err() error { return errors.Join(f...) }
+type fields = fielderr.List[*Error]
 
 // foldASCII lowercases ASCII letters only: usernames and the common-password list are ASCII,
 // and Unicode case folding would let distinct inputs collide in surprising ways.
