@@ -4,7 +4,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help run build test test-unit lint generate bench bench-load infra-up infra-down infra-status
+.PHONY: help run build test test-unit lint generate bench bench-load bench-distributed infra-up infra-down infra-status
 
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ bench: ## Micro-benchmarks (compared with the previous run) and every load scena
 
 bench-load: ## Only the load scenarios (BENCH_SIZE=smoke|small|large, BENCH_ARGS for more flags).
 	scripts/bench.sh load
+
+bench-distributed: ## The load scenarios against a distributed deployment it starts on the real servers (BENCH_SIZE, BENCH_ARGS).
+	scripts/bench.sh distributed
 
 infra-up: ## Install (if missing) and start PostgreSQL, Redis, Kafka and Cassandra on loopback.
 	scripts/infra/up.sh

@@ -2,7 +2,7 @@
 # Runs the benchmarks of the repository and writes their results under bench/results/, with the
 # machine and commit they were measured on.
 #
-#   scripts/bench.sh [micro|load|all]      (default: all)
+#   scripts/bench.sh [micro|load|distributed|all]      (default: all)
 #
 # micro: the Go benchmarks (go test -bench) into bench/results/<UTC time>.txt; when an earlier
 #        result exists, a benchstat comparison against the newest one, so a claimed improvement
@@ -13,13 +13,20 @@
 #        picks the size (smoke, small — the default, a few minutes — or large); BENCH_ARGS
 #        passes more flags, e.g. BENCH_ARGS='--profile fanout' or
 #        BENCH_ARGS='--target-url=http://127.0.0.1:8080 --admin-url=http://127.0.0.1:9190'.
+# distributed: the same scenarios against a distributed deployment on the real servers, started
+#        and stopped by scripts/bench-distributed.sh, into bench/results/<UTC time>-distributed-all.*
+#        (BENCH_SIZE and BENCH_ARGS as for load). Not part of all: it needs the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-all}
 case "$what" in
   micro|load|all) ;;
-  *) echo "usage: $0 [micro|load|all]" >&2; exit 2 ;;
+  distributed)
+    # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
+    exec scripts/bench-distributed.sh --size="${BENCH_SIZE:-small}" ${BENCH_ARGS:-}
+    ;;
+  *) echo "usage: $0 [micro|load|distributed|all]" >&2; exit 2 ;;
 esac
 mkdir -p bench/results
 
