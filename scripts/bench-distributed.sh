@@ -38,14 +38,15 @@ pgbase=${PIAZZA_TEST_POSTGRES_URL%%\?*}
 pgbase=${pgbase%/*}
 db() { echo "$pgbase/${name}_$1?sslmode=disable"; }
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 stop() {
   if [ -f "$dir/pids" ]; then
     # Gateways first, then the services they call.
     for pid in $(tac "$dir/pids"); do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in $(cat "$dir/pids"); do
+    while read -r pid; do
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -KILL "$pid" 2>/dev/null || true
-    done
+    done <"$dir/pids"
   fi
   for svc in "${services[@]}"; do
     psql -q "$PIAZZA_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS ${name}_$svc WITH (FORCE)" >/dev/null 2>&1 || true
