@@ -5,12 +5,11 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"os/exec"
-	"path/filepath"
 
 	"github.com/piazza-social/piazza/api/eventsv1"
 	"github.com/piazza-social/piazza/platform/auth"
