@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -63,6 +64,10 @@ type conn struct {
 	expires   int64 // token expiry, Unix ns; 0: none
 	endOfLife int64 // Unix ns
 	lastWrite atomic.Int64
+	// probe holds the syscall.RawConn of a taken-over connection, which the sweep probes to
+	// notice the client going away; empty when the stream is not taken over, or its
+	// connection has none (a watcher goroutine reads it then).
+	probe atomic.Value
 
 	// qmu guards the queue and the writer's start.
 	qmu sync.Mutex
@@ -219,6 +224,12 @@ func (c *conn) watch(raw net.Conn) {
 			return
 		}
 	}
+}
+
+// clientGone reports whether the probe of a taken-over stream finds its client gone.
+func (c *conn) clientGone(p *prober) bool {
+	rc, ok := c.probe.Load().(syscall.RawConn)
+	return ok && c.ctx.Err() == nil && p.clientGone(rc)
 }
 
 // chunkHead is the room kept at the start of a stream's buffer for the chunk's size line of

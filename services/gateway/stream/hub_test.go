@@ -13,17 +13,21 @@ import (
 
 	"github.com/piazza-social/piazza/api/realtimev1"
 	"github.com/piazza-social/piazza/platform/logging"
+	"github.com/piazza-social/piazza/platform/presence"
 	"github.com/piazza-social/piazza/services/gateway/stream"
 )
 
 // testHub runs a hub on the minimal fakes behind a real HTTP server whose handler passes the
 // hub the writer that wrap makes of net/http's; the user of a stream is its ?u= parameter.
-// stop shuts the hub down and reports Run's error.
-func testHub(t *testing.T, wrap func(http.ResponseWriter) http.ResponseWriter) (srv *httptest.Server, push *chanPush, stop func() error) {
+// edit, if any, changes its configuration. stop shuts the hub down and reports Run's error.
+func testHub(t *testing.T, wrap func(http.ResponseWriter) http.ResponseWriter, edit func(*stream.Config)) (srv *httptest.Server, push *chanPush, stop func() error) {
 	t.Helper()
 	push = &chanPush{}
 	cfg := validConfig()
 	cfg.Push = push
+	if edit != nil {
+		edit(&cfg)
+	}
 	hub, err := stream.NewHub(cfg, logging.Discard())
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +131,7 @@ func deliver(t *testing.T, push *chanPush, ds ...realtimev1.Delivery) {
 }
 
 func TestEachRecipientOfOneEventGetsItsOwnSeq(t *testing.T) {
-	srv, push, _ := testHub(t, func(w http.ResponseWriter) http.ResponseWriter { return w })
+	srv, push, _ := testHub(t, asIs, nil)
 	alice, bob := readFrames(t, srv, "alice"), readFrames(t, srv, "bob")
 	at := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	n := realtimev1.Notification{ID: "ev", Type: "post.created", CreatedAt: at, Data: json.RawMessage(`{"post_id":"p1"}`)}
@@ -149,6 +153,8 @@ func TestEachRecipientOfOneEventGetsItsOwnSeq(t *testing.T) {
 	}
 }
 
+func asIs(w http.ResponseWriter) http.ResponseWriter { return w }
+
 // flushOnly is a response writer that can flush but cannot be taken out of net/http, as
 // behind a middleware that hides the rest.
 type flushOnly struct {
@@ -159,7 +165,7 @@ type flushOnly struct {
 func TestAStreamThatCannotLeaveNetHTTPIsServedOnItUntilItEnds(t *testing.T) {
 	srv, push, stop := testHub(t, func(w http.ResponseWriter) http.ResponseWriter {
 		return flushOnly{w, w.(http.Flusher)}
-	})
+	}, nil)
 	frames := readFrames(t, srv, "alice")
 	for seq := int64(1); seq <= 3; seq++ {
 		deliver(t, push, realtimev1.Delivery{UserID: "alice", Notification: realtimev1.Notification{Seq: seq, ID: "ev", Type: "post.liked"}})
@@ -180,5 +186,55 @@ func TestAStreamThatCannotLeaveNetHTTPIsServedOnItUntilItEnds(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stream did not end")
+	}
+}
+
+// goneRecorder is a presence store that reports each connection it unregisters.
+type goneRecorder struct {
+	nopPresence
+	gone chan presence.Connection
+}
+
+func (g goneRecorder) Unregister(_ context.Context, c presence.Connection) (bool, error) {
+	g.gone <- c
+	return true, nil
+}
+
+func TestAStreamWhoseClientWentAwayEnds(t *testing.T) {
+	for name, wrap := range map[string]func(http.ResponseWriter) http.ResponseWriter{
+		"taken over": asIs,
+		"on net/http": func(w http.ResponseWriter) http.ResponseWriter {
+			return flushOnly{w, w.(http.Flusher)}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := goneRecorder{gone: make(chan presence.Connection, 1)}
+			srv, _, _ := testHub(t, wrap, func(c *stream.Config) {
+				c.Presence = rec
+				c.Tuning.Sweep = 10 * time.Millisecond
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/?u=alice", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+			cancel() // the client goes away: its connection is closed
+			_ = resp.Body.Close()
+			select {
+			case c := <-rec.gone:
+				if c.UserID != "alice" {
+					t.Errorf("unregistered %+v, want alice's stream", c)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream of a client that went away did not end")
+			}
+		})
 	}
 }

@@ -532,7 +532,8 @@ func (h *Hub) closeAll(r reason) int {
 	return len(conns)
 }
 
-// sweep is the hub's one ticker for every connection: it ends the ones whose token expired or
+// sweep is the hub's one ticker for every connection: it ends the ones whose client went away
+// (taken-over streams with a probe; the others notice it themselves), whose token expired or
 // whose lifetime is over, and has the idle ones send a heartbeat.
 func (h *Hub) sweep(ctx context.Context) {
 	tick := time.NewTicker(h.t.Sweep)
@@ -541,6 +542,7 @@ func (h *Hub) sweep(ctx context.Context) {
 	// for longer than Heartbeat, and none is pinged more often than every Heartbeat-Sweep.
 	idle := (h.t.Heartbeat - h.t.Sweep).Nanoseconds()
 	var buf []*conn
+	p := newProber()
 	for {
 		select {
 		case <-ctx.Done():
@@ -551,6 +553,8 @@ func (h *Hub) sweep(ctx context.Context) {
 		buf = h.snapshot(buf[:0])
 		for _, c := range buf {
 			switch {
+			case c.clientGone(p):
+				c.close(reasonClientClosed, false)
 			case c.expires != 0 && now >= c.expires:
 				c.close(reasonTokenExpired, false)
 			case now >= c.endOfLife:
@@ -635,7 +639,11 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 		stop()
 		c.bindRaw(raw)
 		h.opened(c, now)
-		go c.watch(raw)
+		if rc := rawConnOf(raw); rc != nil {
+			c.probe.Store(rc)
+		} else {
+			go c.watch(raw)
+		}
 		go func() {
 			c.start(cl, uc.GetLastSeq())
 			c.work()
