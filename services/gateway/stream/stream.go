@@ -707,13 +707,16 @@ func (h *Hub) finish(c *conn, r0 reason) {
 	c.unbind()
 	c.cancel(r0)
 	ctx := c.ctx
-	h.remove(c)
 	h.unregister(ctx, c)
 	h.publishPresence(ctx, c, eventsv1.PresenceDisconnected, h.now())
 	h.m.open.Add(ctx, -1)
 	h.m.disconnects.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(r0))))
 	h.log.LogAttrs(ctx, slog.LevelDebug, "event stream closed", slog.String("user_id", c.key.UserID),
 		slog.String("connection_id", c.key.ConnectionID), slog.String("reason", string(r0)))
+	// Last: the drain waits for the indexed streams, and must not stop the presence events'
+	// publishers before this one's disconnection is queued. Until then, a closed stream in the
+	// index ignores what it is offered.
+	h.remove(c)
 }
 
 // lifetime draws a stream's maximum lifetime: MaxLifetime ± LifetimeJitter.
