@@ -138,3 +138,38 @@ func BenchmarkDeliver(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkDeliverFanOut measures the hub delivering one event to 200 users, one push batch
+// of 200 deliveries (as notification-service sends it), each user's stream read by its client:
+// decoding, encoding the frames and the streams' writes.
+func BenchmarkDeliverFanOut(b *testing.B) {
+	const users = 200
+	srv, push := runHub(b)
+	addr := srv.Listener.Addr().String()
+	for i := range users {
+		c, br := dialStream(b, addr, "u"+strconv.Itoa(i))
+		b.Cleanup(func() { _ = c.Close() })
+		go func() { _, _ = io.Copy(io.Discard, br) }()
+	}
+	// Prepared ahead, as in BenchmarkDeliver.
+	const events = 1000
+	msgs := make([][]byte, 0, events)
+	for seq := int64(1); seq <= events; seq++ {
+		// The event's notification, the same for every recipient but for its sequence number.
+		n := realtimev1.Notification{Seq: seq, ID: "ev" + strconv.FormatInt(seq, 10), Type: "post.created", CreatedAt: time.Now(), Data: json.RawMessage(`{"post_id":"p1","author_id":"u2"}`)}
+		bt := realtimev1.Batch{OccurredAt: n.CreatedAt}
+		for u := range users {
+			bt.Deliveries = append(bt.Deliveries, realtimev1.Delivery{UserID: "u" + strconv.Itoa(u), Notification: n})
+		}
+		msg, err := json.Marshal(bt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs = append(msgs, msg)
+	}
+	i := 0
+	for b.Loop() {
+		push.ch <- msgs[i%len(msgs)]
+		i++
+	}
+}

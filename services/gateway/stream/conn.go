@@ -74,9 +74,14 @@ type conn struct {
 	// queue holds the frames offered since the writer last took them, at most QueueSize; nil
 	// when empty, so that an idle stream holds no array.
 	queue []frame
-	// writing: a writer is at work, or is about to be (Serve, until the stream starts; for
-	// good once the stream ends). Nobody else starts one then.
+	// writing: a writer is at work, parked, or about to be (Serve, until the stream starts;
+	// for good once the stream ends). Nobody else starts one then.
 	writing bool
+	// parked: the writer waits on wake for more to write, after writing notifications (a
+	// stream that gets some tends to get more: a new goroutine per notification would grow a
+	// fresh stack each time). The sweep retires it once the stream is quiet (retire).
+	parked, retire bool
+	wake           chan struct{} // while a writer lingers; capacity 1
 	// done is closed once the stream ended, when a handler waits for it (the stream runs on
 	// net/http); nil when taken over.
 	done chan struct{}
@@ -127,6 +132,31 @@ func (c *conn) offer(ctx context.Context, f frame) {
 	}
 }
 
+// claim reports whether the caller is to start a writer, and marks one at work; a parked
+// writer is woken instead. c.qmu is held.
+func (c *conn) claim() bool {
+	if c.parked {
+		c.parked = false
+		c.wake <- struct{}{}
+		return false
+	}
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// retireWriter has a parked writer return.
+func (c *conn) retireWriter() {
+	c.qmu.Lock()
+	if c.parked {
+		c.retire = true
+		c.claim()
+	}
+	c.qmu.Unlock()
+}
+
 // offerPing queues a heartbeat unless the stream is writing or has something queued already:
 // either way it is about to write.
 func (c *conn) offerPing() {
@@ -139,18 +169,11 @@ func (c *conn) offerPing() {
 		return
 	}
 	c.queue = append(c.queue, frame{})
-	c.writing = true
+	start := c.claim()
 	c.qmu.Unlock()
-	go c.work()
-}
-
-// claim reports whether the caller is to start a writer, and marks one at work. c.qmu is held.
-func (c *conn) claim() bool {
-	if c.writing {
-		return false
+	if start {
+		go c.work()
 	}
-	c.writing = true
-	return true
 }
 
 // close ends the stream with reason r, unless it is ending already. With abort, a write in
@@ -418,9 +441,10 @@ func (c *conn) start(cl Client, lastSeq int64) {
 }
 
 // work is the stream's writer: it writes what is queued, a flush per turn, until the queue is
-// empty, and returns; or ends the stream once it must end. Only one runs at a time (see
-// claim).
+// empty, and returns; or ends the stream once it must end. After notifications it parks
+// rather than return, until the sweep retires it. Only one runs at a time (see claim).
 func (c *conn) work() {
+	linger := false
 	for {
 		c.qmu.Lock()
 		if c.err != nil || c.ctx.Err() != nil {
@@ -432,17 +456,29 @@ func (c *conn) work() {
 		q := c.queue
 		c.queue = nil
 		if len(q) == 0 {
-			c.writing = false
+			if !linger || c.retire {
+				c.writing, c.retire, c.wake = false, false, nil
+				c.qmu.Unlock()
+				return
+			}
+			if c.wake == nil {
+				c.wake = make(chan struct{}, 1)
+			}
+			c.parked = true
+			wake := c.wake
 			c.qmu.Unlock()
-			return
+			<-wake
+			continue
 		}
 		c.qmu.Unlock()
 		// Everything taken is written with one flush: one chunk, one system call.
 		c.arm()
+		sent := c.lastSent
 		for i := range q {
 			c.handle(&q[i])
 		}
 		c.commit()
+		linger = c.lastSent != sent
 	}
 }
 

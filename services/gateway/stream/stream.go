@@ -541,6 +541,9 @@ func (h *Hub) sweep(ctx context.Context) {
 	// A stream that wrote nothing for Heartbeat-Sweep is pinged at this tick: none is silent
 	// for longer than Heartbeat, and none is pinged more often than every Heartbeat-Sweep.
 	idle := (h.t.Heartbeat - h.t.Sweep).Nanoseconds()
+	// A writer parked after notifications returns once its stream wrote nothing for a
+	// sweep: an idle stream has no goroutine for more than two sweeps.
+	quiet := h.t.Sweep.Nanoseconds()
 	var buf []*conn
 	p := newProber()
 	for {
@@ -552,6 +555,9 @@ func (h *Hub) sweep(ctx context.Context) {
 		now := h.now().UnixNano()
 		buf = h.snapshot(buf[:0])
 		for _, c := range buf {
+			if now-c.lastWrite.Load() >= quiet {
+				c.retireWriter()
+			}
 			switch {
 			case c.clientGone(p):
 				c.close(reasonClientClosed, false)
