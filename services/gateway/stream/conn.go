@@ -54,8 +54,9 @@ type frame struct {
 // taken-over connection and the request's cancellation only ever offer it frames, close it and
 // renew its presence; everything else, every write included, is the work of its writer. There
 // is no writer goroutine while the stream is idle: offering a frame or closing the stream
-// starts one unless one is at work, and it returns once the queue is empty. One writer at a
-// time, taking the frames in the order they were queued, keeps the stream in order.
+// starts one unless one is at work (or wakes the parked one), and it returns once the queue is
+// empty and, after notifications, the sweep found the stream quiet. One writer at a time,
+// taking the frames in the order they were queued, keeps the stream in order.
 type conn struct {
 	hub       *Hub
 	key       presence.Connection

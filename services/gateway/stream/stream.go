@@ -13,10 +13,13 @@
 //     takes everything queued, writes it with one flush, and returns once the queue is empty.
 //     Over HTTP/1.1 the connection is taken out of net/http (hijacked) once the stream is
 //     accepted: the hub writes the response's head and a chunked body itself (one chunk, one
-//     system call per flush), and a small watcher goroutine reads the connection to notice the
-//     client going away; net/http's deep handler stack, its background reader and its
-//     per-connection buffers are freed, and a stream holds a write buffer only while it
-//     writes. An idle stream is its watcher, its socket and its record. Elsewhere (HTTP/2, a
+//     system call per flush), and the sweep probes the socket (one non-blocking read) to
+//     notice the client going away, where there is a socket to probe (else a small watcher
+//     goroutine reads the connection); net/http's deep handler stack, its background reader
+//     and its per-connection buffers are freed, and a stream holds a write buffer only while
+//     it writes. An idle stream is its socket and its record, no goroutine. A writer that
+//     wrote notifications parks for more until its stream is quiet for a sweep, so that a
+//     busy stream does not start a goroutine per notification. Elsewhere (HTTP/2, a
 //     writer that cannot hijack) the HTTP handler waits for the stream's end and the writers
 //     write on net/http. Every write has a deadline; a failed or timed-out write closes the
 //     connection.
@@ -106,8 +109,10 @@ type Tuning struct {
 	// Heartbeat is the longest a stream stays silent: an idle stream gets a `: ping` comment,
 	// so that proxies keep it open and clients notice a dead one. Default 25s.
 	Heartbeat time.Duration
-	// Sweep is the period of the hub's one ticker for heartbeats, token expiry and maximum
-	// lifetimes: a stream ends at most Sweep after its token expired. Default 1s.
+	// Sweep is the period of the hub's one ticker for heartbeats, token expiry, maximum
+	// lifetimes and the probe of taken-over sockets: a stream ends at most Sweep after its
+	// token expired or its client went away (one non-blocking read per stream and sweep).
+	// Default 1s.
 	Sweep time.Duration
 	// PresenceTTL is the lifetime of a presence entry unless renewed; default 60s.
 	PresenceTTL time.Duration
@@ -230,8 +235,8 @@ type shard struct {
 // instance's push batches and keeps the streams' heartbeats, lifetimes and presence.
 //
 // An idle stream costs the hub a few hundred bytes (its record and a context; its queue holds
-// no array while empty); taken out of net/http, with its watcher goroutine and its socket, it
-// costs the process about 3.5 KB of heap and stacks in all (BenchmarkIdleStreamMemory).
+// no array while empty); taken out of net/http, with its socket, it costs the process about
+// 1-1.5 KB of heap in all, and no goroutine (BenchmarkIdleStreamMemory).
 type Hub struct {
 	cfg    Config
 	t      Tuning
@@ -640,8 +645,9 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 	}
 	if raw := h.takeOver(w, r); raw != nil {
 		// The connection is the stream's alone: net/http's goroutine, buffers and request
-		// are freed when this handler returns. The stream goes on in a watcher that notices
-		// the client going away, and in writers started when there is something to write.
+		// are freed when this handler returns. The stream goes on in writers started when
+		// there is something to write; the sweep's probe of its socket (or a watcher, where
+		// there is no socket to probe) notices the client going away.
 		stop()
 		c.bindRaw(raw)
 		h.opened(c, now)
@@ -673,8 +679,8 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 // then writes chunk by chunk. It returns nil, with nothing written, when the connection
 // cannot be taken (HTTP/2, a request with a body, a writer that cannot hijack): the stream
 // then runs on net/http. An idle stream on net/http costs its goroutine's deep stack, a
-// second goroutine (the background reader) and about 10 KB of buffers; taken over, a small
-// watcher goroutine and no buffer.
+// second goroutine (the background reader) and about 10 KB of buffers; taken over, no
+// goroutine and no buffer.
 func (h *Hub) takeOver(w http.ResponseWriter, r *http.Request) net.Conn {
 	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 		return nil
