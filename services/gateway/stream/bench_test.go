@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,23 +79,30 @@ func inUse() uint64 {
 	return m.HeapInuse + m.StackInuse
 }
 
-// BenchmarkIdleStreamMemory opens 1000 idle streams per iteration and reports the memory each
+// BenchmarkIdleStreamMemory opens 5000 idle streams per iteration and reports the memory each
 // costs the process (B/stream): the hub's own share and net/http's (its goroutine, buffers),
 // plus the raw client sockets', which are small.
 func BenchmarkIdleStreamMemory(b *testing.B) {
-	const n = 1000
+	const n = 5000
 	srv, _ := runHub(b)
 	addr := srv.Listener.Addr().String()
 	var perStream float64
 	for b.Loop() {
 		before := inUse()
 		conns := make([]net.Conn, 0, n)
+		readers := make([]*bufio.Reader, 0, n)
 		for i := range n {
-			c, _ := dialStream(b, addr, "u"+strconv.Itoa(i))
-			conns = append(conns, c)
+			c, br := dialStream(b, addr, "u"+strconv.Itoa(i))
+			conns, readers = append(conns, c), append(readers, br)
 		}
 		perStream = float64(inUse()-before) / n
+		// Each client closes its side and reads to the end of the stream, which the server
+		// writes once it has forgotten the stream: the next round starts with none left.
 		for _, c := range conns {
+			_ = c.(*net.TCPConn).CloseWrite()
+		}
+		for i, c := range conns {
+			_, _ = io.Copy(io.Discard, readers[i])
 			_ = c.Close()
 		}
 	}
@@ -131,5 +140,48 @@ func BenchmarkDeliver(b *testing.B) {
 	for b.Loop() {
 		push.ch <- msgs[i%len(msgs)]
 		i++
+	}
+}
+
+// BenchmarkDeliverFanOut measures the hub delivering one event to 200 users, one push batch
+// of 200 deliveries (as notification-service sends it): from the batch handed to the hub to
+// every user's client having read its frame (decoding, encoding the frames, the streams'
+// writes, and the clients' reads, which are in this process too).
+func BenchmarkDeliverFanOut(b *testing.B) {
+	const users = 200
+	srv, push := runHub(b)
+	addr := srv.Listener.Addr().String()
+	var read sync.WaitGroup // one per frame a client is to read
+	for i := range users {
+		c, br := dialStream(b, addr, "u"+strconv.Itoa(i))
+		b.Cleanup(func() { _ = c.Close() })
+		go func() {
+			sc := bufio.NewScanner(br)
+			for sc.Scan() {
+				if bytes.HasPrefix(sc.Bytes(), []byte("id: ")) {
+					read.Done()
+				}
+			}
+		}()
+	}
+	seq := int64(0)
+	for b.Loop() {
+		b.StopTimer()
+		seq++
+		// The event's notification, the same for every recipient but for its sequence number
+		// (here the same too).
+		n := realtimev1.Notification{Seq: seq, ID: "ev" + strconv.FormatInt(seq, 10), Type: "post.created", CreatedAt: time.Now(), Data: json.RawMessage(`{"post_id":"p1","author_id":"u2"}`)}
+		bt := realtimev1.Batch{OccurredAt: n.CreatedAt}
+		for u := range users {
+			bt.Deliveries = append(bt.Deliveries, realtimev1.Delivery{UserID: "u" + strconv.Itoa(u), Notification: n})
+		}
+		msg, err := json.Marshal(bt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		read.Add(users)
+		b.StartTimer()
+		push.ch <- msg
+		read.Wait()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -36,34 +37,55 @@ const (
 	reasonInboxError   reason = "inbox_error" // replay or catch-up could not read the inbox
 )
 
-// frame is one item of a connection's queue: a live notification, encoded once for every
-// connection of its user, or the hub's heartbeat.
+// frame is one item of a connection's queue: a live notification or a heartbeat.
 type frame struct {
-	seq      int64
-	data     []byte
+	seq int64
+	// rest is the notification's frame after its sequence number, encoded once for every
+	// recipient of the same event (see appendNotification); nil for a heartbeat.
+	rest     []byte
 	occurred int64 // Batch.OccurredAt in Unix nanoseconds, 0 if unknown
 	// batch is the span context of the batch's handling, when it is sampled (else invalid);
-	// queued is when the frame was queued, the start of the write spans.
+	// queued is when the batch arrived, the start of the write spans.
 	batch  trace.SpanContext
 	queued time.Time
 }
 
-// maxBatch bounds the queued frames written before one flush.
-const maxBatch = 64
-
-// conn is one stream. The hub's goroutines (reader, sweep, presence ticker) and the watcher of
-// a taken-over connection only ever offer it frames, close it and renew its presence;
-// everything else, every write included, happens on its writer goroutine (the HTTP handler's,
-// or the stream's own once the connection is taken over).
+// conn is one stream. The hub's goroutines (reader, sweep, presence ticker), the watcher of a
+// taken-over connection and the request's cancellation only ever offer it frames, close it and
+// renew its presence; everything else, every write included, is the work of its writer. There
+// is no writer goroutine while the stream is idle: offering a frame or closing the stream
+// starts one unless one is at work (or wakes the parked one), and it returns once the queue is
+// empty and, after notifications, the sweep found the stream quiet. One writer at a time,
+// taking the frames in the order they were queued, keeps the stream in order.
 type conn struct {
 	hub       *Hub
 	key       presence.Connection
 	ctx       context.Context // cancelled, with a reason as cause, when the stream must end
 	cancel    context.CancelCauseFunc
-	queue     chan *frame
 	expires   int64 // token expiry, Unix ns; 0: none
 	endOfLife int64 // Unix ns
 	lastWrite atomic.Int64
+	// probe holds the syscall.RawConn of a taken-over connection, which the sweep probes to
+	// notice the client going away; empty when the stream is not taken over, or its
+	// connection has none (a watcher goroutine reads it then).
+	probe atomic.Value
+
+	// qmu guards the queue and the writer's start.
+	qmu sync.Mutex
+	// queue holds the frames offered since the writer last took them, at most QueueSize; nil
+	// when empty, so that an idle stream holds no array.
+	queue []frame
+	// writing: a writer is at work, parked, or about to be (Serve, until the stream starts;
+	// for good once the stream ends). Nobody else starts one then.
+	writing bool
+	// parked: the writer waits on wake for more to write, after writing notifications (a
+	// stream that gets some tends to get more: a new goroutine per notification would grow a
+	// fresh stack each time). The sweep retires it once the stream is quiet (retire).
+	parked, retire bool
+	wake           chan struct{} // while a writer lingers; capacity 1
+	// done is closed once the stream ended, when a handler waits for it (the stream runs on
+	// net/http); nil when taken over.
+	done chan struct{}
 
 	// mu orders the writer's arming of a write deadline against an abort by close: a close
 	// that aborts sets the deadline in the past, and the writer never arms after that.
@@ -81,37 +103,77 @@ type conn struct {
 	w        http.ResponseWriter // nil when the connection was taken over
 	flush    func() error
 	raw      net.Conn // the connection, when taken over from net/http
-	buf      *[]byte  // written since the last flush, when taken over (pooled)
+	buf      *[]byte  // written since the last flush (pooled); nil when nothing is
 	lastSent int64    // the sequence number of the last notification written
 	err      error    // the first write or inbox failure
 	broken   bool     // a write or flush failed: the connection is unusable
 	pending  []int64  // occurred times of the live frames written since the last flush
 	wrote    bool     // something was written since the last flush
 	// traced are the sampled live frames written since the last flush, for its span.
-	traced []*frame
+	traced []frame
 }
 
 // offer queues a live frame without blocking; a connection whose queue is full is closed.
-func (c *conn) offer(ctx context.Context, f *frame) {
+func (c *conn) offer(ctx context.Context, f frame) {
 	if c.ctx.Err() != nil {
 		return
 	}
-	select {
-	case c.queue <- f:
-	default:
+	c.qmu.Lock()
+	if len(c.queue) >= c.hub.t.QueueSize {
+		c.qmu.Unlock()
 		c.hub.m.dropped.Add(ctx, 1)
 		c.close(reasonSlowConsumer, true)
+		return
+	}
+	c.queue = append(c.queue, f)
+	start := c.claim()
+	c.qmu.Unlock()
+	if start {
+		go c.work()
 	}
 }
 
-// offerPing queues a heartbeat unless the queue holds something already.
-func (c *conn) offerPing(ping *frame) {
+// claim reports whether the caller is to start a writer, and marks one at work; a parked
+// writer is woken instead. c.qmu is held.
+func (c *conn) claim() bool {
+	if c.parked {
+		c.parked = false
+		c.wake <- struct{}{}
+		return false
+	}
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// retireWriter has a parked writer return.
+func (c *conn) retireWriter() {
+	c.qmu.Lock()
+	if c.parked {
+		c.retire = true
+		c.claim()
+	}
+	c.qmu.Unlock()
+}
+
+// offerPing queues a heartbeat unless the stream is writing or has something queued already:
+// either way it is about to write.
+func (c *conn) offerPing() {
 	if c.ctx.Err() != nil {
 		return
 	}
-	select {
-	case c.queue <- ping:
-	default:
+	c.qmu.Lock()
+	if c.writing || len(c.queue) > 0 {
+		c.qmu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, frame{})
+	start := c.claim()
+	c.qmu.Unlock()
+	if start {
+		go c.work()
 	}
 }
 
@@ -124,19 +186,26 @@ func (c *conn) close(r reason, abort bool) {
 		return
 	}
 	c.cancel(r)
-	if !abort {
-		return
+	if abort {
+		c.mu.Lock()
+		c.aborted = true
+		if c.deadline != nil {
+			_ = c.deadline(time.Now())
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.aborted = true
-	if c.deadline != nil {
-		_ = c.deadline(time.Now())
+	// A writer ends the stream: the one at work notices the cancellation when it next takes
+	// the queue.
+	c.qmu.Lock()
+	start := c.claim()
+	c.qmu.Unlock()
+	if start {
+		go c.work()
 	}
 }
 
 func (c *conn) bind(w http.ResponseWriter, rc *http.ResponseController, flush func() error) {
-	c.w, c.flush = w, flush
+	c.w, c.flush = w, c.flushHTTP(flush)
 	c.setDeadlineFunc(rc.SetWriteDeadline)
 }
 
@@ -181,8 +250,14 @@ func (c *conn) watch(raw net.Conn) {
 	}
 }
 
-// chunkHead is the room kept at the start of a taken-over stream's buffer for the chunk's
-// size line: up to 8 hex digits and CRLF.
+// clientGone reports whether the probe of a taken-over stream finds its client gone.
+func (c *conn) clientGone(p *prober) bool {
+	rc, ok := c.probe.Load().(syscall.RawConn)
+	return ok && c.ctx.Err() == nil && p.clientGone(rc)
+}
+
+// chunkHead is the room kept at the start of a stream's buffer for the chunk's size line of
+// a taken-over stream: up to 8 hex digits and CRLF.
 const chunkHead = 10
 
 // maxPooledBuf is the largest buffer kept for reuse: a burst of large frames must not pin
@@ -223,6 +298,23 @@ func (c *conn) flushChunk() error {
 	return err
 }
 
+// flushHTTP writes what was written since the last flush to the response writer, and flushes
+// that (flush, the writer's own).
+func (c *conn) flushHTTP(flush func() error) func() error {
+	return func() error {
+		b := c.buf
+		if b == nil {
+			return nil
+		}
+		c.buf = nil
+		defer putBuf(b)
+		if _, err := c.w.Write((*b)[chunkHead:]); err != nil {
+			return err
+		}
+		return flush()
+	}
+}
+
 // chunkedEnd is the last chunk of a chunked body (no trailers).
 var chunkedEnd = []byte("0\r\n\r\n")
 
@@ -244,23 +336,31 @@ func (c *conn) arm() {
 	}
 }
 
+// buffer returns the buffer of what is written until the next flush.
+func (c *conn) buffer() *[]byte {
+	if c.buf == nil {
+		c.buf = bufPool.Get().(*[]byte)
+	}
+	c.wrote = true
+	return c.buf
+}
+
 func (c *conn) write(p []byte) {
 	if c.err != nil {
 		return
 	}
-	if c.raw != nil {
-		if c.buf == nil {
-			c.buf = bufPool.Get().(*[]byte)
-		}
-		*c.buf = append(*c.buf, p...)
-		c.wrote = true
+	b := c.buffer()
+	*b = append(*b, p...)
+}
+
+// writeNotification writes the frame of notification seq, whose frame after the sequence
+// number is rest.
+func (c *conn) writeNotification(seq int64, rest []byte) {
+	if c.err != nil {
 		return
 	}
-	if _, err := c.w.Write(p); err != nil {
-		c.err, c.broken = err, true
-		return
-	}
-	c.wrote = true
+	b := c.buffer()
+	*b = appendNotification(*b, seq, rest)
 }
 
 // commit flushes what was written to the client, and then counts it as delivered.
@@ -318,9 +418,10 @@ func (c *conn) endWrite() {
 	c.traced = c.traced[:0]
 }
 
-// run writes the stream until it ends and returns why. lastSeq is the user's newest sequence
-// number when the stream started.
-func (c *conn) run(cl Client, lastSeq int64) reason {
+// start opens the stream: the retry hint, then, for a client that resumes, what it missed
+// from the inbox. lastSeq is the user's newest sequence number when the stream started. It is
+// the work of the stream's first writer, before the queue.
+func (c *conn) start(cl Client, lastSeq int64) {
 	c.arm()
 	c.write(retryFrame(c.hub.retryHint()))
 	switch {
@@ -338,16 +439,52 @@ func (c *conn) run(cl Client, lastSeq int64) reason {
 		c.catchUp()
 	}
 	c.commit()
-	for c.err == nil && c.ctx.Err() == nil {
-		select {
-		case <-c.ctx.Done():
-		case f := <-c.queue:
-			c.arm()
-			c.handle(f)
-			c.drain()
-			c.commit()
+}
+
+// work is the stream's writer: it writes what is queued, a flush per turn, until the queue is
+// empty, and returns; or ends the stream once it must end. After notifications it parks
+// rather than return, until the sweep retires it. Only one runs at a time (see claim).
+func (c *conn) work() {
+	linger := false
+	for {
+		c.qmu.Lock()
+		if c.err != nil || c.ctx.Err() != nil {
+			// The stream ends: writing stays claimed, so no writer starts after this one.
+			c.qmu.Unlock()
+			c.end()
+			return
 		}
+		q := c.queue
+		c.queue = nil
+		if len(q) == 0 {
+			if !linger || c.retire {
+				c.writing, c.retire, c.wake = false, false, nil
+				c.qmu.Unlock()
+				return
+			}
+			if c.wake == nil {
+				c.wake = make(chan struct{}, 1)
+			}
+			c.parked = true
+			wake := c.wake
+			c.qmu.Unlock()
+			<-wake
+			continue
+		}
+		c.qmu.Unlock()
+		// Everything taken is written with one flush: one chunk, one system call.
+		c.arm()
+		sent := c.lastSent
+		for i := range q {
+			c.handle(&q[i])
+		}
+		c.commit()
+		linger = c.lastSent != sent
 	}
+}
+
+// end finishes the stream: its final event, the end of its body, and the hub forgets it.
+func (c *conn) end() {
 	if c.err != nil {
 		c.close(c.failure(), false)
 	}
@@ -364,27 +501,25 @@ func (c *conn) run(cl Client, lastSeq int64) reason {
 			_, _ = c.raw.Write(chunkedEnd)
 		}
 	}
-	return r
-}
-
-// drain handles what else is queued, up to maxBatch frames in all, so that one flush sends
-// them together.
-func (c *conn) drain() {
-	for n := 1; n < maxBatch && c.err == nil; n++ {
-		select {
-		case f := <-c.queue:
-			c.handle(f)
-		default:
-			return
-		}
+	c.hub.finish(c, r)
+	// The client sees the end once the hub has forgotten the stream.
+	if c.raw != nil {
+		_ = c.raw.Close()
+	}
+	if c.done != nil {
+		close(c.done)
 	}
 }
 
 // handle writes one queued frame, keeping the notifications in sequence.
 func (c *conn) handle(f *frame) {
-	if f == c.hub.ping {
+	if c.err != nil {
+		return
+	}
+	if f.rest == nil {
+		// A heartbeat, needed only if nothing else goes out with this flush.
 		if !c.wrote {
-			c.write(f.data)
+			c.write(c.hub.ping)
 		}
 		return
 	}
@@ -409,12 +544,12 @@ func (c *conn) handle(f *frame) {
 		// sequence. Go on rather than stall.
 		c.arm()
 	}
-	c.write(f.data)
+	c.writeNotification(f.seq, f.rest)
 	if c.err == nil {
 		c.lastSent = f.seq
 		c.pending = append(c.pending, f.occurred)
 		if f.batch.IsSampled() {
-			c.traced = append(c.traced, f)
+			c.traced = append(c.traced, *f)
 		}
 	}
 }
@@ -440,12 +575,12 @@ func (c *conn) catchUp() {
 				c.hub.log.LogAttrs(c.ctx, slog.LevelWarn, "notification with malformed data sent with empty data",
 					slog.String("user_id", c.key.UserID), slog.Int64("seq", p.GetSeq()), slog.String("error", err.Error()))
 			}
-			data, err := notificationFrame(n)
+			rest, err := notificationRest(n)
 			if err != nil {
 				c.err = inboxError{err}
 				return
 			}
-			c.write(data)
+			c.writeNotification(n.Seq, rest)
 			if c.err != nil {
 				return
 			}

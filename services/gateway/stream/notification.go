@@ -1,8 +1,10 @@
 package stream
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/piazza-social/piazza/api/realtimev1"
@@ -40,18 +42,40 @@ func normalize(n realtimev1.Notification) (realtimev1.Notification, error) {
 	return n, nil
 }
 
-// notificationFrame is the SSE frame of a notification: its sequence number as the event id.
-// The JSON of a notification holds no line break, so it fits one data line.
-func notificationFrame(n realtimev1.Notification) ([]byte, error) {
+// seqField is how the JSON of a notification starts: its sequence number is the first field.
+const seqField = `{"seq":`
+
+// notificationRest encodes the SSE frame of n but for its sequence number, which appears
+// twice in it (the event id, the first field of the data): appendNotification makes the frame
+// of any sequence number from it. The recipients of one event get the same notification but
+// for its sequence number, so a batch encodes it once for all of them. The JSON of a
+// notification holds no line break, so it fits one data line.
+func notificationRest(n realtimev1.Notification) ([]byte, error) {
 	n, _ = normalize(n)
+	n.Seq = 0
 	data, err := json.Marshal(n)
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, len(data)+48)
+	rest, ok := bytes.CutPrefix(data, []byte(seqField+"0"))
+	if !ok {
+		return nil, fmt.Errorf("stream: the JSON of a notification does not start with its seq: %.40s", data)
+	}
+	return append(rest, "\n\n"...), nil
+}
+
+// appendNotification appends the SSE frame of notification seq, the rest of which is rest
+// (from notificationRest), to b: its sequence number as the event id.
+func appendNotification(b []byte, seq int64, rest []byte) []byte {
 	b = append(b, "id: "...)
-	b = strconv.AppendInt(b, n.Seq, 10)
-	b = append(b, "\nevent: notification\ndata: "...)
-	b = append(b, data...)
-	return append(b, "\n\n"...), nil
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, "\nevent: notification\ndata: "+seqField...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, rest...)
+}
+
+// sameButSeq reports whether a and b are the same notification but for their sequence
+// numbers: their frames differ only there.
+func sameButSeq(a, b *realtimev1.Notification) bool {
+	return a.ID == b.ID && a.Type == b.Type && a.Read == b.Read && a.CreatedAt.Equal(b.CreatedAt) && bytes.Equal(a.Data, b.Data)
 }

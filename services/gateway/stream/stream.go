@@ -8,15 +8,22 @@
 //     connection has a small bounded queue, and a connection whose queue is full is closed
 //     ("slow_consumer") instead of slowing everybody else down. Connections are indexed by user
 //     id in a sharded map, so a delivery costs one read-locked map lookup.
-//   - One writer per connection. Over HTTP/1.1 the connection is taken out of net/http
-//     (hijacked) once the stream is accepted: the hub writes the response's head and a chunked
-//     body itself, from a writer goroutine of the stream's own, and a small watcher goroutine
-//     reads the connection to notice the client going away; net/http's deep handler stack,
-//     its background reader and its per-connection buffers are freed, and a stream holds a
-//     write buffer only while it writes. Elsewhere (HTTP/2, a writer that cannot hijack) the
-//     HTTP handler's goroutine is the writer. Every write has a deadline; a failed or
-//     timed-out write closes the connection.
-//   - No per-connection timers: one sweep ticker per hub sends heartbeats to idle connections
+//   - One writer per connection at a time, and none while it is idle: queuing a frame (or
+//     closing the stream) starts a writer goroutine unless one is at work, and the writer
+//     takes everything queued, writes it with one flush, and returns once the queue is empty.
+//     Over HTTP/1.1 the connection is taken out of net/http (hijacked) once the stream is
+//     accepted: the hub writes the response's head and a chunked body itself (one chunk, one
+//     system call per flush), and the sweep probes the socket (one non-blocking read) to
+//     notice the client going away, where there is a socket to probe (else a small watcher
+//     goroutine reads the connection); net/http's deep handler stack, its background reader
+//     and its per-connection buffers are freed, and a stream holds a write buffer only while
+//     it writes. An idle stream is its socket and its record, no goroutine. A writer that
+//     wrote notifications parks for more until its stream is quiet for a sweep, so that a
+//     busy stream does not start a goroutine per notification. Elsewhere (HTTP/2, a
+//     writer that cannot hijack) the HTTP handler waits for the stream's end and the writers
+//     write on net/http. Every write has a deadline; a failed or timed-out write closes the
+//     connection.
+//   - No per-connection timers: one sweep ticker per hub has idle connections send a heartbeat
 //     and ends the connections whose access token expired or whose maximum lifetime (with
 //     jitter, so reconnects spread out) is over; one presence ticker renews every connection's
 //     presence entry.
@@ -102,8 +109,10 @@ type Tuning struct {
 	// Heartbeat is the longest a stream stays silent: an idle stream gets a `: ping` comment,
 	// so that proxies keep it open and clients notice a dead one. Default 25s.
 	Heartbeat time.Duration
-	// Sweep is the period of the hub's one ticker for heartbeats, token expiry and maximum
-	// lifetimes: a stream ends at most Sweep after its token expired. Default 1s.
+	// Sweep is the period of the hub's one ticker for heartbeats, token expiry, maximum
+	// lifetimes and the probe of taken-over sockets: a stream ends at most Sweep after its
+	// token expired or its client went away (one non-blocking read per stream and sweep).
+	// Default 1s.
 	Sweep time.Duration
 	// PresenceTTL is the lifetime of a presence entry unless renewed; default 60s.
 	PresenceTTL time.Duration
@@ -225,10 +234,10 @@ type shard struct {
 // Hub is one gateway instance's set of streams. Serve streams to one client; Run receives the
 // instance's push batches and keeps the streams' heartbeats, lifetimes and presence.
 //
-// An idle stream costs the hub a few hundred bytes (its record, a queue of QueueSize
-// pointers, a context); taken out of net/http, with its two small goroutines and its socket,
-// it costs the process about 4 KB of heap and stacks in all (BenchmarkIdleStreamMemory; 10-12
-// KB on net/http).
+// An idle stream costs the hub a few hundred bytes (its record and a context; its queue holds
+// no array while empty); taken out of net/http, with its socket, it costs the process about
+// 2 KB of heap and stacks in all, the client's end of the socket included, and no goroutine
+// (BenchmarkIdleStreamMemory; 9-10 KB with a writer and a watcher goroutine per stream).
 type Hub struct {
 	cfg    Config
 	t      Tuning
@@ -240,7 +249,7 @@ type Hub struct {
 
 	seed   maphash.Seed
 	shards [shardCount]shard
-	ping   *frame
+	ping   []byte // the heartbeat's frame
 
 	started  atomic.Bool
 	running  atomic.Bool // subscribed, and not yet shutting down
@@ -294,7 +303,7 @@ func NewHub(cfg Config, log *slog.Logger) (*Hub, error) {
 		prop:   cfg.Propagator,
 		m:      newMetrics(cfg.MeterProvider, log),
 		seed:   maphash.MakeSeed(),
-		ping:   &frame{data: []byte(": ping\n\n")},
+		ping:   []byte(": ping\n\n"),
 		ready:  make(chan struct{}),
 	}
 	for i := range h.shards {
@@ -416,23 +425,36 @@ func (h *Hub) dispatch(ctx context.Context, msg []byte) {
 	if !b.OccurredAt.IsZero() {
 		occurred = b.OccurredAt.UnixNano()
 	}
+	var sampled trace.SpanContext
+	var queued time.Time
+	if sc := span.SpanContext(); sc.IsSampled() {
+		sampled, queued = sc, time.Now()
+	}
+	// A batch carries one event's notification to each of its recipients: the same but for
+	// the sequence number, encoded once.
+	var (
+		prev *realtimev1.Notification
+		rest []byte
+	)
 	for i := range b.Deliveries {
 		d := &b.Deliveries[i]
 		conns := h.lookup(d.UserID)
 		if len(conns) == 0 {
 			continue // gone since notification-service looked up the routes
 		}
-		data, err := notificationFrame(d.Notification)
-		if err != nil {
-			h.m.malformed.Add(bctx, 1)
-			h.log.LogAttrs(bctx, slog.LevelWarn, "undeliverable notification dropped", slog.String("user_id", d.UserID), slog.String("error", err.Error()))
-			continue
+		if prev == nil || !sameButSeq(prev, &d.Notification) {
+			var err error
+			if rest, err = notificationRest(d.Notification); err != nil {
+				prev = nil
+				h.m.malformed.Add(bctx, 1)
+				h.log.LogAttrs(bctx, slog.LevelWarn, "undeliverable notification dropped", slog.String("user_id", d.UserID), slog.String("error", err.Error()))
+				continue
+			}
+			prev = &d.Notification
 		}
-		// One frame for every connection of the user: it is encoded once and only read.
-		f := &frame{seq: d.Notification.Seq, data: data, occurred: occurred}
-		if sc := span.SpanContext(); sc.IsSampled() {
-			f.batch, f.queued = sc, time.Now()
-		}
+		// The frame is only read: every connection of the user, and every recipient of the
+		// same notification, shares its encoding.
+		f := frame{seq: d.Notification.Seq, rest: rest, occurred: occurred, batch: sampled, queued: queued}
 		for _, c := range conns {
 			c.offer(bctx, f)
 		}
@@ -516,7 +538,8 @@ func (h *Hub) closeAll(r reason) int {
 	return len(conns)
 }
 
-// sweep is the hub's one ticker for every connection: it ends the ones whose token expired or
+// sweep is the hub's one ticker for every connection: it ends the ones whose client went away
+// (taken-over streams with a probe; the others notice it themselves), whose token expired or
 // whose lifetime is over, and has the idle ones send a heartbeat.
 func (h *Hub) sweep(ctx context.Context) {
 	tick := time.NewTicker(h.t.Sweep)
@@ -524,7 +547,11 @@ func (h *Hub) sweep(ctx context.Context) {
 	// A stream that wrote nothing for Heartbeat-Sweep is pinged at this tick: none is silent
 	// for longer than Heartbeat, and none is pinged more often than every Heartbeat-Sweep.
 	idle := (h.t.Heartbeat - h.t.Sweep).Nanoseconds()
+	// A writer parked after notifications returns once its stream wrote nothing for a
+	// sweep: an idle stream has no goroutine for more than two sweeps.
+	quiet := h.t.Sweep.Nanoseconds()
 	var buf []*conn
+	p := newProber()
 	for {
 		select {
 		case <-ctx.Done():
@@ -534,13 +561,18 @@ func (h *Hub) sweep(ctx context.Context) {
 		now := h.now().UnixNano()
 		buf = h.snapshot(buf[:0])
 		for _, c := range buf {
+			if now-c.lastWrite.Load() >= quiet {
+				c.retireWriter()
+			}
 			switch {
+			case c.clientGone(p):
+				c.close(reasonClientClosed, false)
 			case c.expires != 0 && now >= c.expires:
 				c.close(reasonTokenExpired, false)
 			case now >= c.endOfLife:
 				c.close(reasonMaxLifetime, false)
 			case now-c.lastWrite.Load() >= idle:
-				c.offerPing(h.ping)
+				c.offerPing()
 			}
 		}
 		clear(buf) // let closed connections be collected
@@ -563,23 +595,27 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 		return errs.Wrap(errors.New("stream: the response writer cannot flush"), errs.Internal, "Streaming is not supported here.")
 	}
 	// The stream's context keeps only the request's trace (for logs and the inbox calls), not
-	// the request: a stream taken out of net/http must not keep its buffers reachable. Until
-	// the stream is taken over, the request's cancellation (the client went away) ends it.
+	// the request: a stream taken out of net/http must not keep its buffers reachable. The
+	// calls made before the stream starts use the request's context, so that the stream's
+	// holds no children (and no Done channel) for them.
 	ctx, cancel := context.WithCancelCause(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(r.Context())))
-	stop := context.AfterFunc(r.Context(), func() { cancel(reasonClientClosed) })
 	now := h.now()
 	c := &conn{
 		hub:       h,
 		key:       presence.Connection{UserID: cl.UserID, ConnectionID: uuid.NewString(), InstanceID: h.cfg.InstanceID},
 		ctx:       ctx,
 		cancel:    cancel,
-		queue:     make(chan *frame, h.t.QueueSize),
 		endOfLife: now.Add(h.lifetime()).UnixNano(),
+		// Serve is the writer until the stream starts: nothing starts another before.
+		writing: true,
 	}
 	if !cl.ExpiresAt.IsZero() {
 		c.expires = cl.ExpiresAt.UnixNano()
 	}
 	c.lastWrite.Store(now.UnixNano())
+	// Until the stream is taken over, the request's cancellation (the client went away) ends
+	// it.
+	stop := context.AfterFunc(r.Context(), func() { c.close(reasonClientClosed, false) })
 
 	// Indexed first, so that live deliveries queue from now on; then present, so that
 	// notification-service routes to this instance; then the inbox is read. A notification
@@ -590,8 +626,9 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 		cancel(nil)
 		return err
 	}
-	h.register(ctx, c)
-	uc, err := h.unreadCount(ctx, cl.UserID)
+	rctx := r.Context()
+	h.register(rctx, c)
+	uc, err := h.unreadCount(rctx, cl.UserID)
 	if err != nil {
 		stop()
 		cancel(nil)
@@ -609,24 +646,32 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 	}
 	if raw := h.takeOver(w, r); raw != nil {
 		// The connection is the stream's alone: net/http's goroutine, buffers and request
-		// are freed when this handler returns. The stream goes on in a writer goroutine of its
-		// own, and a watcher that notices the client going away.
+		// are freed when this handler returns. The stream goes on in writers started when
+		// there is something to write; the sweep's probe of its socket (or a watcher, where
+		// there is no socket to probe) notices the client going away.
 		stop()
 		c.bindRaw(raw)
 		h.opened(c, now)
-		go c.watch(raw)
+		if rc := rawConnOf(raw); rc != nil {
+			c.probe.Store(rc)
+		} else {
+			go c.watch(raw)
+		}
 		go func() {
-			defer func() { _ = raw.Close() }()
-			h.finish(c, c.run(cl, uc.GetLastSeq()))
+			c.start(cl, uc.GetLastSeq())
+			c.work()
 		}()
 		return nil
 	}
 	defer stop()
-	defer cancel(nil)
+	c.done = make(chan struct{})
 	w.WriteHeader(http.StatusOK)
 	c.bind(w, http.NewResponseController(w), flush)
 	h.opened(c, now)
-	h.finish(c, c.run(cl, uc.GetLastSeq()))
+	c.start(cl, uc.GetLastSeq())
+	c.work()
+	// The stream's writers write to w until it ends; w must not outlive this handler.
+	<-c.done
 	return nil
 }
 
@@ -635,8 +680,8 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, cl Client) error {
 // then writes chunk by chunk. It returns nil, with nothing written, when the connection
 // cannot be taken (HTTP/2, a request with a body, a writer that cannot hijack): the stream
 // then runs on net/http. An idle stream on net/http costs its goroutine's deep stack, a
-// second goroutine (the background reader) and about 10 KB of buffers; taken over, a small
-// writer goroutine, a small watcher goroutine and no buffer.
+// second goroutine (the background reader) and about 10 KB of buffers; taken over, no
+// goroutine and no buffer.
 func (h *Hub) takeOver(w http.ResponseWriter, r *http.Request) net.Conn {
 	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 		return nil
@@ -675,13 +720,16 @@ func (h *Hub) finish(c *conn, r0 reason) {
 	c.unbind()
 	c.cancel(r0)
 	ctx := c.ctx
-	h.remove(c)
 	h.unregister(ctx, c)
 	h.publishPresence(ctx, c, eventsv1.PresenceDisconnected, h.now())
 	h.m.open.Add(ctx, -1)
 	h.m.disconnects.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(r0))))
 	h.log.LogAttrs(ctx, slog.LevelDebug, "event stream closed", slog.String("user_id", c.key.UserID),
 		slog.String("connection_id", c.key.ConnectionID), slog.String("reason", string(r0)))
+	// Last: the drain waits for the indexed streams, and must not stop the presence events'
+	// publishers before this one's disconnection is queued. Until then, a closed stream in the
+	// index ignores what it is offered.
+	h.remove(c)
 }
 
 // lifetime draws a stream's maximum lifetime: MaxLifetime ± LifetimeJitter.
