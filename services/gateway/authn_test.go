@@ -68,3 +68,48 @@ func TestASessionCheckOutageIsA503NotA401(t *testing.T) {
 	h.users.setFail("CheckSession", errs.New(errs.Unavailable, "db down"))
 	wantProblem(t, h.do(req{method: "GET", path: "/v1/me", token: s.AccessToken}), http.StatusServiceUnavailable, errs.Unavailable)
 }
+
+// The reads that ask user-service about the session while they run must answer exactly as if
+// they had asked first: an ended session reads nothing, an outage is a 503.
+func TestAReadWhoseSessionHasEndedAnswersAsBeforeAndShowsNothingOfWhatItRead(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		path func(p post) string
+	}{
+		{"home timeline", func(post) string { return "/v1/timeline" }},
+		{"a user's posts", func(post) string { return "/v1/users/rita/posts" }},
+		{"one post", func(p post) string { return "/v1/posts/" + p.ID }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			reader := h.signup("quinn")
+			rita := h.signup("rita")
+			p := h.createPost(rita.AccessToken, "secret sauce")
+			if w := h.do(req{method: "GET", path: tc.path(p), token: reader.AccessToken}); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "secret sauce") {
+				t.Fatalf("with an open session: %d %s", w.Code, w.Body)
+			}
+
+			h.users.setFail("CheckSession", errs.New(errs.Unavailable, "db down"))
+			w := h.do(req{method: "GET", path: tc.path(p), token: reader.AccessToken})
+			wantProblem(t, w, http.StatusServiceUnavailable, errs.Unavailable)
+			if strings.Contains(w.Body.String(), "secret sauce") {
+				t.Errorf("the answer of an unchecked session shows the post: %s", w.Body)
+			}
+			h.users.setFail("CheckSession", nil)
+
+			h.users.mu.Lock()
+			for _, sess := range h.users.sessions {
+				sess.revoked = true
+			}
+			h.users.mu.Unlock()
+			w = h.do(req{method: "GET", path: tc.path(p), token: reader.AccessToken})
+			wantProblem(t, w, http.StatusUnauthorized, errs.TokenInvalid)
+			if got := w.Header().Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
+				t.Errorf("WWW-Authenticate %q", got)
+			}
+			if strings.Contains(w.Body.String(), "secret sauce") || w.Header().Get("Cache-Control") == "private, no-store" {
+				t.Errorf("the answer of an ended session carries the read: %v %s", w.Header(), w.Body)
+			}
+		})
+	}
+}
