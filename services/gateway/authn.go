@@ -5,6 +5,7 @@ import (
 	"context"
 	"maps"
 	"net/http"
+	"sync/atomic"
 
 	userv1 "github.com/piazza-social/piazza/gen/piazza/user/v1"
 	"github.com/piazza-social/piazza/platform/auth"
@@ -50,33 +51,29 @@ func (s *Service) optionallyAuthenticated(h web.HandlerFunc) web.HandlerFunc {
 }
 
 // authenticatedRead is [Service.authenticated] for a handler that only reads: the token is
-// verified first, as there, but user-service is asked about the session while the handler
-// runs, not before, so a read waits for one of the two round trips instead of both. The
-// handler writes into a held response, which reaches the client only once the session is
-// known to be open; if it is not, the handler's context is canceled, its response dropped,
-// and the client gets the same 401 (or, when user-service cannot answer, the same error) as
-// from authenticated. A revoked session therefore reads nothing, exactly as before; the only
-// difference is work done in vain for a token whose session has ended.
+// verified first, as there, but the session is checked by the first user-service lookup the
+// handler makes (GetUser or GetUsers carry it; see carrySessionCheck), which every read of
+// posts makes anyway, so the check costs no round trip of its own. The handler writes into a
+// held response, which reaches the client only once the session is known to be open: a lookup
+// that carried the check succeeded, or, when the handler made none or failed before, a
+// CheckSession call after it. A session that has ended gets the same 401 (an outage of
+// user-service the same error) as from authenticated, and reads nothing.
 func (s *Service) authenticatedRead(h web.HandlerFunc) web.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		c, err := s.verifyToken(r)
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		checked := make(chan error, 1)
-		go func() {
-			err := s.checkSession(ctx, c.UserID, c.SessionID)
-			if err != nil {
-				cancel() // the handler's answer will not be used
-			}
-			checked <- err
-		}()
+		chk := &sessionCheck{req: &userv1.CheckSessionRequest{SessionId: c.SessionID, UserId: c.UserID}}
+		ctx := context.WithValue(context.WithValue(r.Context(), callerKey{}, c), sessionCheckKey{}, chk)
 		held := newHeldResponse()
-		herr := h(held, r.WithContext(context.WithValue(ctx, callerKey{}, c)))
-		if err := <-checked; err != nil {
-			return err
+		herr := h(held, r.WithContext(ctx))
+		if !chk.carried() {
+			if err := s.checkSession(r.Context(), c.UserID, c.SessionID); err != nil {
+				return err
+			}
+		} else if herr != nil && sessionEnded(herr) {
+			return sessionError(herr)
 		}
 		if herr != nil {
 			return herr
@@ -84,6 +81,40 @@ func (s *Service) authenticatedRead(h web.HandlerFunc) web.HandlerFunc {
 		held.writeTo(w)
 		return nil
 	}
+}
+
+// sessionCheck is the session check a read owes before its answer may leave.
+type sessionCheck struct {
+	req  *userv1.CheckSessionRequest
+	sent atomic.Bool
+}
+
+type sessionCheckKey struct{}
+
+// carrySessionCheck returns the session check for a user-service lookup to carry
+// (check_session): the read's owed check the first time it is asked in a request made through
+// [Service.authenticatedRead], nil otherwise. A lookup that carried it and succeeded proves the
+// session open; one that failed with token_invalid or token_expired says it has ended
+// (user-service checks the session before it looks anything up).
+func carrySessionCheck(ctx context.Context) *userv1.CheckSessionRequest {
+	chk, ok := ctx.Value(sessionCheckKey{}).(*sessionCheck)
+	if !ok || chk.sent.Swap(true) {
+		return nil
+	}
+	return chk.req
+}
+
+// carried reports whether a lookup carried the check.
+func (c *sessionCheck) carried() bool { return c.sent.Load() }
+
+// sessionEnded reports whether err, from a lookup that carried the session check, is the
+// check's failure rather than the lookup's.
+func sessionEnded(err error) bool {
+	switch errs.CodeOf(err) {
+	case errs.TokenInvalid, errs.TokenExpired:
+		return true
+	}
+	return false
 }
 
 // optionallyAuthenticatedRead is [Service.optionallyAuthenticated] with
