@@ -15,8 +15,8 @@ import (
 
 type callerKey struct{}
 
-// callerFrom returns the verified claims of the caller that [Service.authenticated]
-// established.
+// callerFrom returns the verified claims of the caller that [Service.authenticated] or
+// [Service.authenticatedRead] established.
 func callerFrom(ctx context.Context) auth.Claims {
 	c, _ := ctx.Value(callerKey{}).(auth.Claims)
 	return c
@@ -34,19 +34,6 @@ func (s *Service) authenticated(h web.HandlerFunc) web.HandlerFunc {
 			return err
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
-	}
-}
-
-// optionallyAuthenticated decorates a handler that anybody may call and that answers a known
-// caller a little differently (liked_by_me): without an Authorization header the caller is
-// anonymous (callerFrom returns zero claims); with one, the token must be valid as for
-// [Service.authenticated] — a bad token is an error, not anonymity.
-func (s *Service) optionallyAuthenticated(h web.HandlerFunc) web.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if len(r.Header.Values("Authorization")) == 0 {
-			return h(w, r)
-		}
-		return s.authenticated(h)(w, r)
 	}
 }
 
@@ -117,8 +104,10 @@ func sessionEnded(err error) bool {
 	return false
 }
 
-// optionallyAuthenticatedRead is [Service.optionallyAuthenticated] with
-// [Service.authenticatedRead] for a caller who sends a token.
+// optionallyAuthenticatedRead decorates a read that anybody may make and that answers a known
+// caller a little differently (liked_by_me): without an Authorization header the caller is
+// anonymous (callerFrom returns zero claims); with one, the token must be valid as for
+// [Service.authenticatedRead] — a bad token is an error, not anonymity.
 func (s *Service) optionallyAuthenticatedRead(h web.HandlerFunc) web.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if len(r.Header.Values("Authorization")) == 0 {
