@@ -16,8 +16,11 @@
 // locally with a [Verifier], which takes its public keys from a [KeySource]:
 // the [KeySet] itself in-process, or a [JWKSCache] that fetches the JWK Set
 // document published by the issuer (see [HTTPFetcher]) and refreshes it when
-// a token names a key it has not seen yet. [BearerToken] takes the token out
-// of an Authorization header.
+// a token names a key it has not seen yet. A Verifier remembers the tokens it
+// accepted, so a client's token costs one signature check per process, not
+// one per request; a remembered token is still refused once its key is no
+// longer published or its time is up. [BearerToken] takes the token out of an
+// Authorization header.
 //
 // Verification errors are [*errs.Error] values with a client-safe message and
 // one of three codes: [errs.TokenMissing], [errs.TokenExpired] (only for a

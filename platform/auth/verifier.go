@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -29,6 +30,10 @@ const DefaultLeeway = 30 * time.Second
 // maxTokenLen bounds the work an attacker can make a verifier do. Our tokens
 // are about 400 bytes.
 const maxTokenLen = 8 << 10
+
+// DefaultRememberedTokens is how many verified tokens a [Verifier] remembers
+// unless configured otherwise: about 5 MB at our tokens' size.
+const DefaultRememberedTokens = 10000
 
 // KeySource supplies the public keys that verify access tokens. [*KeySet]
 // (in the issuing process) and [*JWKSCache] (anywhere else) implement it.
@@ -53,6 +58,11 @@ type VerifierConfig struct {
 	Leeway time.Duration
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+	// RememberedTokens is how many accepted tokens the verifier remembers,
+	// so that a client presenting its token again (every request until the
+	// token expires) costs a map lookup instead of a signature check; zero
+	// means [DefaultRememberedTokens], negative none.
+	RememberedTokens int
 }
 
 // Verifier checks access tokens. It is safe for concurrent use.
@@ -63,6 +73,23 @@ type Verifier struct {
 	leeway   time.Duration
 	now      func() time.Time
 	parser   *jwt.Parser
+
+	// accepted remembers tokens that passed every check, by their exact
+	// text. Everything Verify checks but the time is a function of that
+	// text and of the key it names, so a remembered token is accepted again
+	// while its key source still gives the same key for its kid and the
+	// time checks still pass; otherwise it is forgotten and checked in full.
+	mu       sync.RWMutex
+	accepted map[string]acceptedToken
+	capacity int
+}
+
+// acceptedToken is what the verifier remembers of an accepted token.
+type acceptedToken struct {
+	claims    Claims
+	kid       string
+	key       ed25519.PublicKey
+	notBefore time.Time // zero: no nbf claim
 }
 
 // NewVerifier returns a Verifier for cfg, or an error naming what is missing.
@@ -83,12 +110,17 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RememberedTokens == 0 {
+		cfg.RememberedTokens = DefaultRememberedTokens
+	}
 	return &Verifier{
 		keys:     cfg.Keys,
 		issuer:   cfg.Issuer,
 		audience: cfg.Audience,
 		leeway:   cfg.Leeway,
 		now:      cfg.Now,
+		accepted: map[string]acceptedToken{},
+		capacity: max(cfg.RememberedTokens, 0),
 		parser: jwt.NewParser(
 			// The one algorithm we sign with. This is what stops "none"
 			// and the HS256-with-the-public-key confusion: the algorithm
@@ -132,6 +164,10 @@ type Claims struct {
 // issuer: [errs.Unavailable]; ctx ended: [errs.Canceled] or
 // [errs.DeadlineExceeded]), because refusing the token would make clients
 // throw away a token that may well be good.
+//
+// A token accepted before is accepted again without checking its signature
+// (see RememberedTokens) as long as the key source gives the same key for its
+// kid; the answer is the one the full check would give.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if token == "" {
 		return Claims{}, errs.New(errs.TokenMissing, msgMissing)
@@ -139,9 +175,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if len(token) > maxTokenLen {
 		return Claims{}, invalid(fmt.Errorf("token is %d bytes, more than %d", len(token), maxTokenLen))
 	}
-	var c tokenClaims
+	if c, ok := v.remembered(ctx, token); ok {
+		return c, nil
+	}
+	var (
+		c   tokenClaims
+		key ed25519.PublicKey
+		kid string
+	)
 	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		return v.keyFor(ctx, t)
+		k, err := v.keyFor(ctx, t)
+		if err == nil {
+			key, kid = k, t.Header["kid"].(string) // keyFor found a key: kid is a string
+		}
+		return k, err
 	})
 	if err != nil {
 		if se, ok := errors.AsType[*keySourceError](err); ok {
@@ -183,13 +230,64 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if !now.Before(c.ExpiresAt.Add(v.leeway)) {
 		return Claims{}, errs.Wrap(fmt.Errorf("expired at %s", c.ExpiresAt.UTC().Format(time.RFC3339)), errs.TokenExpired, msgExpired)
 	}
-	return Claims{
+	claims := Claims{
 		UserID:    c.Subject,
 		SessionID: c.SessionID,
 		TokenID:   c.ID,
 		IssuedAt:  c.IssuedAt.UTC(),
 		ExpiresAt: c.ExpiresAt.UTC(),
-	}, nil
+	}
+	a := acceptedToken{claims: claims, kid: kid, key: key}
+	if c.NotBefore != nil {
+		a.notBefore = c.NotBefore.Time
+	}
+	v.remember(token, a)
+	return claims, nil
+}
+
+// remembered returns the claims of token if it was accepted before and
+// still would be: its key source gives the same key for its kid, and it is
+// within its validity period (iat, nbf, exp, give or take the leeway). A
+// remembered token that fails either check is forgotten, and the caller
+// checks it in full, which gives the answer (and the error) the first check
+// would.
+func (v *Verifier) remembered(ctx context.Context, token string) (Claims, bool) {
+	v.mu.RLock()
+	a, ok := v.accepted[token]
+	v.mu.RUnlock()
+	if !ok {
+		return Claims{}, false
+	}
+	now := v.now()
+	k, err := v.keys.PublicKey(ctx, a.kid)
+	if err == nil && k.Equal(a.key) &&
+		!a.claims.IssuedAt.After(now.Add(v.leeway)) &&
+		!a.notBefore.After(now.Add(v.leeway)) &&
+		now.Before(a.claims.ExpiresAt.Add(v.leeway)) {
+		return a.claims, true
+	}
+	v.mu.Lock()
+	delete(v.accepted, token)
+	v.mu.Unlock()
+	return Claims{}, false
+}
+
+// remember records an accepted token. When full, it first forgets an
+// arbitrary remembered token (map order), which costs nothing to choose;
+// tokens presented often are remembered again at their next request.
+func (v *Verifier) remember(token string, a acceptedToken) {
+	if v.capacity == 0 {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.accepted) >= v.capacity {
+		for t := range v.accepted {
+			delete(v.accepted, t)
+			break
+		}
+	}
+	v.accepted[token] = a
 }
 
 // keySourceError marks a key source's failure to answer, as opposed to its
@@ -202,7 +300,7 @@ func (e *keySourceError) Unwrap() error { return e.err }
 // keyFor is the jwt Keyfunc: it runs after the algorithm check and picks the
 // key by the header's kid. Keys embedded in the token (jwk, jku, x5u, x5c)
 // are ignored: a token cannot vouch for itself.
-func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
+func (v *Verifier) keyFor(ctx context.Context, t *jwt.Token) (ed25519.PublicKey, error) {
 	// RFC 7515 §4.1.11: extensions listed in crit must be understood, and
 	// we understand none.
 	if _, ok := t.Header["crit"]; ok {

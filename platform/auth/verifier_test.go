@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -388,6 +389,108 @@ func TestVerifyExpiryBoundaryHonoursLeeway(t *testing.T) {
 	clk.t = exp.Add(30 * time.Second)
 	_, err = v.Verify(context.Background(), tok)
 	wantCode(t, err, errs.TokenExpired)
+}
+
+// swappableSource is a key source whose keys the test changes between calls,
+// as a JWKS cache's change when the issuer retires or replaces a key.
+type swappableSource struct{ keys map[string]ed25519.PublicKey }
+
+func (s *swappableSource) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, error) {
+	if k, ok := s.keys[kid]; ok {
+		return k, nil
+	}
+	return nil, auth.ErrUnknownKey
+}
+
+func TestAnAcceptedTokenIsRefusedOnceItsKeyIsRetiredOrReplaced(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t0}
+	ks := newKeySet(t, newKey(t))
+	tok := issue(t, newIssuer(t, ks, clk), "u", "s")
+	kid := ks.SigningKeyID()
+	signing, err := ks.PublicKey(ctx, kid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &swappableSource{keys: map[string]ed25519.PublicKey{kid: signing}}
+	v := newVerifier(t, src, clk)
+	for _, step := range []struct {
+		name string
+		key  ed25519.PublicKey // nil: the kid is no longer published
+		want errs.Code
+	}{
+		{"first time", signing, ""},
+		{"again", signing, ""},
+		{"key retired", nil, errs.TokenInvalid},
+		{"key back", signing, ""},
+		{"another key under the same kid", other, errs.TokenInvalid},
+		{"key back again", signing, ""},
+	} {
+		delete(src.keys, kid)
+		if step.key != nil {
+			src.keys[kid] = step.key
+		}
+		_, err := v.Verify(ctx, tok)
+		if errs.CodeOf(err) != step.want {
+			t.Fatalf("%s: got %v, want code %q", step.name, err, step.want)
+		}
+	}
+}
+
+func TestAnAcceptedTokenStillExpiresAndIsRefusedBeforeItsTime(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t0}
+	ks := newKeySet(t, newKey(t))
+	tok, exp, err := newIssuer(t, ks, clk).Issue("u", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVerifier(t, ks, clk) // leeway 30s
+	for _, step := range []struct {
+		name string
+		at   time.Time
+		want errs.Code
+	}{
+		{"at issue", t0, ""},
+		{"before its issue time, beyond the leeway", t0.Add(-31 * time.Second), errs.TokenInvalid},
+		{"within its lifetime", exp.Add(-time.Second), ""},
+		{"past its expiry and the leeway", exp.Add(30 * time.Second), errs.TokenExpired},
+	} {
+		clk.t = step.at
+		_, err := v.Verify(ctx, tok)
+		if errs.CodeOf(err) != step.want {
+			t.Fatalf("%s: got %v, want code %q", step.name, err, step.want)
+		}
+	}
+}
+
+func TestTokensBeyondTheRememberedNumberStillVerify(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t0}
+	ks := newKeySet(t, newKey(t))
+	iss := newIssuer(t, ks, clk)
+	v, err := auth.NewVerifier(auth.VerifierConfig{
+		Keys: ks, Issuer: testIssuer, Audience: testAudience, Now: clk.Now, RememberedTokens: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := make([]string, 5)
+	for i := range toks {
+		toks[i] = issue(t, iss, "u", "s"+strconv.Itoa(i))
+	}
+	for round := range 3 {
+		for i, tok := range toks {
+			c, err := v.Verify(ctx, tok)
+			if err != nil || c.SessionID != "s"+strconv.Itoa(i) {
+				t.Fatalf("round %d, token %d: %+v, %v", round, i, c, err)
+			}
+		}
+	}
 }
 
 func TestVerifyKeepsTheReasonInTheInternalCause(t *testing.T) {

@@ -253,11 +253,33 @@ func (f *fakeUsers) CheckSession(_ context.Context, r *userv1.CheckSessionReques
 	if err := f.enter("CheckSession"); err != nil {
 		return nil, err
 	}
-	s, ok := f.sessions[r.GetSessionId()]
-	if !ok || s.revoked || s.userID != r.GetUserId() {
-		return nil, errs.New(errs.TokenInvalid, "The session has ended.")
+	if err := f.checkSession(r); err != nil {
+		return nil, err
 	}
 	return &userv1.CheckSessionResponse{}, nil
+}
+
+// checkSession is CheckSession's answer about r, for it and for the lookups that carry a
+// check_session (counted as "check_session", failing with what CheckSession is set to fail
+// with).
+func (f *fakeUsers) checkSession(r *userv1.CheckSessionRequest) error {
+	s, ok := f.sessions[r.GetSessionId()]
+	if !ok || s.revoked || s.userID != r.GetUserId() {
+		return errs.New(errs.TokenInvalid, "The session has ended.")
+	}
+	return nil
+}
+
+// carriedCheck checks a lookup's check_session, if it has one.
+func (f *fakeUsers) carriedCheck(r *userv1.CheckSessionRequest) error {
+	if r == nil {
+		return nil
+	}
+	f.calls["check_session"]++
+	if err := f.fail["CheckSession"]; err != nil {
+		return err
+	}
+	return f.checkSession(r)
 }
 
 func (f *fakeUsers) GetSigningKeys(context.Context, *userv1.GetSigningKeysRequest) (*userv1.GetSigningKeysResponse, error) {
@@ -275,6 +297,9 @@ func (f *fakeUsers) GetUser(_ context.Context, r *userv1.GetUserRequest) (*userv
 	if err := f.enter("GetUser"); err != nil {
 		return nil, err
 	}
+	if err := f.carriedCheck(r.GetCheckSession()); err != nil {
+		return nil, err
+	}
 	id := r.GetId()
 	if id == "" {
 		id = f.byName[strings.ToLower(r.GetUsername())]
@@ -289,6 +314,9 @@ func (f *fakeUsers) GetUsers(_ context.Context, r *userv1.GetUsersRequest) (*use
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter("GetUsers"); err != nil {
+		return nil, err
+	}
+	if err := f.carriedCheck(r.GetCheckSession()); err != nil {
 		return nil, err
 	}
 	resp := &userv1.GetUsersResponse{}

@@ -270,18 +270,19 @@ func (s *Service) identityRoutes() {
 	})
 }
 
-// contentRoutes registers posts, comments, likes and timelines.
+// contentRoutes registers posts, comments, likes and timelines. The reads check the caller's
+// session alongside their own calls ([Service.authenticatedRead]), the writes before them.
 func (s *Service) contentRoutes() {
 	s.group("post", []dep{{"users", s.users != nil}, {"tokens", s.tokens != nil}, {"posts", s.cfg.Posts != nil}}, []route{
 		{pattern: "POST /v1/posts", h: s.authenticated(s.createPost), body: MaxContentBody},
-		{pattern: "GET /v1/posts/{id}", h: s.optionallyAuthenticated(s.getPost)},
+		{pattern: "GET /v1/posts/{id}", h: s.optionallyAuthenticatedRead(s.getPost)},
 		{pattern: "DELETE /v1/posts/{id}", h: s.authenticated(s.deletePost)},
 		{pattern: "POST /v1/posts/{id}/like", h: s.authenticated(s.likePost)},
 		{pattern: "DELETE /v1/posts/{id}/like", h: s.authenticated(s.unlikePost)},
 		{pattern: "POST /v1/posts/{id}/comments", h: s.authenticated(s.addComment), body: MaxContentBody},
 		{pattern: "GET /v1/posts/{id}/comments", h: s.listComments},
-		{pattern: "GET /v1/timeline", h: s.authenticated(s.homeTimeline)},
-		{pattern: "GET /v1/users/{username}/posts", h: s.optionallyAuthenticated(s.listUserPosts)},
+		{pattern: "GET /v1/timeline", h: s.authenticatedRead(s.homeTimeline)},
+		{pattern: "GET /v1/users/{username}/posts", h: s.optionallyAuthenticatedRead(s.listUserPosts)},
 	})
 }
 

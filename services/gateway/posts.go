@@ -174,7 +174,7 @@ func (s *Service) listUserPosts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	user, err := s.users.GetUser(ctx, &userv1.GetUserRequest{Key: &userv1.GetUserRequest_Username{Username: username}})
+	user, err := s.users.GetUser(ctx, &userv1.GetUserRequest{Key: &userv1.GetUserRequest_Username{Username: username}, CheckSession: carrySessionCheck(ctx)})
 	if err != nil {
 		return err
 	}
@@ -215,13 +215,14 @@ const maxUsersPerLookup = 500
 
 // resolveAuthors looks the users ids up with one GetUsers call (none for no ids; one more per
 // 500 distinct ids, which only a page of many large group conversations reaches). Users that
-// no longer exist are absent; their items show only the user's id.
+// no longer exist are absent; their items show only the user's id. The first call carries the
+// session check a read owes (carrySessionCheck).
 func (s *Service) resolveAuthors(ctx context.Context, ids []string) (authors, error) {
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	a := make(authors, len(ids))
 	for chunk := range slices.Chunk(ids, maxUsersPerLookup) {
-		resp, err := s.users.GetUsers(ctx, &userv1.GetUsersRequest{Ids: chunk})
+		resp, err := s.users.GetUsers(ctx, &userv1.GetUsersRequest{Ids: chunk, CheckSession: carrySessionCheck(ctx)})
 		if err != nil {
 			return nil, err
 		}

@@ -122,11 +122,29 @@ func validIDs(ids []string) []string {
 
 const postColumns = `id, author_id, text, created_at, like_count, comment_count`
 
+// likedBy is the column that follows postColumns in a read for a viewer: whether the viewer,
+// bound as parameter $n, likes the post. It is a lookup on the likes' primary key per post
+// read, inside the statement that reads the posts, so a page costs one round trip to the
+// database, not one for the posts and one for the viewer's likes.
+func likedBy(n int) string {
+	return `, EXISTS (SELECT 1 FROM likes WHERE likes.post_id = posts.id AND likes.user_id = $` + strconv.Itoa(n) + `)`
+}
+
+// viewerArg is the value bound for likedBy's parameter: the viewer's id, or NULL for no viewer
+// or a malformed one, which likes nothing (PostgreSQL would reject a malformed UUID).
+func viewerArg(viewerID string) any {
+	if !domain.ValidID(viewerID) {
+		return nil
+	}
+	return viewerID
+}
+
 type scanner interface{ Scan(dest ...any) error }
 
+// scanPost scans a row of postColumns and likedBy.
 func scanPost(row scanner) (domain.Post, error) {
 	var p domain.Post
-	err := row.Scan(&p.ID, &p.AuthorID, &p.Text, &p.CreatedAt, &p.LikeCount, &p.CommentCount)
+	err := row.Scan(&p.ID, &p.AuthorID, &p.Text, &p.CreatedAt, &p.LikeCount, &p.CommentCount, &p.LikedByMe)
 	return p, err
 }
 
@@ -150,18 +168,14 @@ func (s *Store) Post(ctx context.Context, id, viewerID string) (domain.Post, err
 	if !domain.ValidID(id) {
 		return domain.Post{}, domain.ErrPostNotFound
 	}
-	p, err := scanPost(s.db.SQL().QueryRowContext(ctx, `SELECT `+postColumns+` FROM posts WHERE id = $1`, id))
+	p, err := scanPost(s.db.SQL().QueryRowContext(ctx, `SELECT `+postColumns+likedBy(2)+` FROM posts WHERE id = $1`, id, viewerArg(viewerID)))
 	switch {
 	case database.IsNoRows(err):
 		return domain.Post{}, domain.ErrPostNotFound
 	case err != nil:
 		return domain.Post{}, fmt.Errorf("post store: read post: %w", err)
 	}
-	posts := []domain.Post{p}
-	if err := s.markLiked(ctx, viewerID, posts); err != nil {
-		return domain.Post{}, err
-	}
-	return posts[0], nil
+	return p, nil
 }
 
 // DeletePost deletes the post id if authorID wrote it, with its likes and comments (the
@@ -277,42 +291,6 @@ func bumpCount(ctx context.Context, tx *sql.Tx, column, postID string, delta int
 	return err
 }
 
-// markLiked sets LikedByMe on the posts viewerID likes, with one query for the whole page
-// (an index lookup per post on the likes' primary key), not one per post.
-func (s *Store) markLiked(ctx context.Context, viewerID string, posts []domain.Post) error {
-	if len(posts) == 0 || !domain.ValidID(viewerID) {
-		return nil
-	}
-	ids := make([]string, len(posts))
-	for i, p := range posts {
-		ids[i] = p.ID
-	}
-	cond, arg, err := s.idIn("post_id", 2, ids)
-	if err != nil {
-		return fmt.Errorf("post store: read likes: %w", err)
-	}
-	rows, err := s.db.SQL().QueryContext(ctx, `SELECT post_id FROM likes WHERE user_id = $1 AND `+cond, viewerID, arg)
-	if err != nil {
-		return fmt.Errorf("post store: read likes: %w", err)
-	}
-	defer rows.Close()
-	liked := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("post store: read likes: %w", err)
-		}
-		liked[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("post store: read likes: %w", err)
-	}
-	for i := range posts {
-		posts[i].LikedByMe = liked[posts[i].ID]
-	}
-	return nil
-}
-
 // ---------------------------------------------------------------------------------- comments
 
 // AddComment stores the comment c (all fields set) on its post, increments the post's
@@ -397,7 +375,7 @@ func (s *Store) ListUserPosts(ctx context.Context, authorID, viewerID string, af
 		return domain.PostPage{}, nil
 	}
 	q := func(keyset string) string {
-		return `SELECT ` + postColumns + ` FROM posts WHERE author_id = $1` + keyset + newestFirst
+		return `SELECT ` + postColumns + likedBy(3) + ` FROM posts WHERE author_id = $1` + keyset + newestFirst
 	}
 	return s.listPosts(ctx, q, authorID, viewerID, after, limit)
 }
@@ -475,21 +453,21 @@ func (s *Store) HomeTimeline(ctx context.Context, authorIDs []string, viewerID s
 		pageIDs = func(keyset string) string { return `SELECT id FROM posts WHERE ` + cond + keyset + newestFirst }
 	}
 	q := func(keyset string) string {
-		return `SELECT ` + postColumns + ` FROM posts WHERE id IN (` + pageIDs(keyset) + `)` + newestFirst
+		return `SELECT ` + postColumns + likedBy(3) + ` FROM posts WHERE id IN (` + pageIDs(keyset) + `)` + newestFirst
 	}
 	return s.listPosts(ctx, q, arg, viewerID, after, limit)
 }
 
-// listPosts runs the post-list query query(keyset) with $1 bound to arg, $2 to limit+1 and,
-// past the first page, the keyset condition (created_at, id) < ($3, $4): keyset pagination in
-// descending order, where each page starts exactly where the previous one ended, however deep
-// the client has paged, and posts added meanwhile (newer than anything listed) neither repeat
-// nor push entries into the later pages.
+// listPosts runs the post-list query query(keyset) with $1 bound to arg, $2 to limit+1, $3 to
+// the viewer (likedBy's parameter) and, past the first page, the keyset condition
+// (created_at, id) < ($4, $5): keyset pagination in descending order, where each page starts
+// exactly where the previous one ended, however deep the client has paged, and posts added
+// meanwhile (newer than anything listed) neither repeat nor push entries into the later pages.
 func (s *Store) listPosts(ctx context.Context, query func(keyset string) string, arg any, viewerID string, after domain.Cursor, limit int) (domain.PostPage, error) {
-	args := []any{arg, limit + 1}
+	args := []any{arg, limit + 1, viewerArg(viewerID)}
 	keyset := ""
 	if !after.IsZero() {
-		keyset = ` AND (created_at, id) < ($3, $4)`
+		keyset = ` AND (created_at, id) < ($4, $5)`
 		args = append(args, after.At, after.ID)
 	}
 	rows, err := s.db.SQL().QueryContext(ctx, query(keyset), args...)
@@ -508,14 +486,10 @@ func (s *Store) listPosts(ctx context.Context, query func(keyset string) string,
 	if err := rows.Err(); err != nil {
 		return domain.PostPage{}, fmt.Errorf("post store: list posts: %w", err)
 	}
-	rows.Close()
 	if len(page.Posts) > limit {
 		page.Posts = page.Posts[:limit]
 		last := page.Posts[limit-1]
 		page.Next = domain.Cursor{At: last.CreatedAt, ID: last.ID}
-	}
-	if err := s.markLiked(ctx, viewerID, page.Posts); err != nil {
-		return domain.PostPage{}, err
 	}
 	return page, nil
 }

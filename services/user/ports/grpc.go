@@ -106,13 +106,23 @@ func (s *GRPCServer) Logout(ctx context.Context, req *userv1.LogoutRequest) (*us
 
 // CheckSession answers token_invalid for a revoked, expired, unknown or someone else's session.
 func (s *GRPCServer) CheckSession(ctx context.Context, req *userv1.CheckSessionRequest) (*userv1.CheckSessionResponse, error) {
-	if err := errs.Required("session_id", req.GetSessionId(), "user_id", req.GetUserId()); err != nil {
-		return nil, err
-	}
-	if _, err := s.app.CheckSession.Handle(ctx, app.CheckSession{SessionID: req.GetSessionId(), UserID: req.GetUserId()}); err != nil {
+	if err := s.checkSession(ctx, req); err != nil {
 		return nil, err
 	}
 	return &userv1.CheckSessionResponse{}, nil
+}
+
+// checkSession is CheckSession, for it and for the lookups that carry a check_session; a nil
+// req checks nothing.
+func (s *GRPCServer) checkSession(ctx context.Context, req *userv1.CheckSessionRequest) error {
+	if req == nil {
+		return nil
+	}
+	if err := errs.Required("session_id", req.GetSessionId(), "user_id", req.GetUserId()); err != nil {
+		return err
+	}
+	_, err := s.app.CheckSession.Handle(ctx, app.CheckSession{SessionID: req.GetSessionId(), UserID: req.GetUserId()})
+	return err
 }
 
 // GetSigningKeys returns the JWK Set that verifies access tokens.
@@ -124,8 +134,11 @@ func (s *GRPCServer) GetSigningKeys(ctx context.Context, _ *userv1.GetSigningKey
 	return &userv1.GetSigningKeysResponse{Jwks: jwks}, nil
 }
 
-// GetUser finds a user by id or username.
+// GetUser finds a user by id or username, after checking check_session if there is one.
 func (s *GRPCServer) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*userv1.GetUserResponse, error) {
+	if err := s.checkSession(ctx, req.GetCheckSession()); err != nil {
+		return nil, err
+	}
 	q := app.GetUser{CallerID: req.GetCallerId()}
 	switch key := req.GetKey().(type) {
 	case *userv1.GetUserRequest_Id:
@@ -148,8 +161,12 @@ func (s *GRPCServer) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*
 	return &userv1.GetUserResponse{User: toProtoUser(u)}, nil
 }
 
-// GetUsers returns the users among the ids that exist.
+// GetUsers returns the users among the ids that exist, after checking check_session if there
+// is one.
 func (s *GRPCServer) GetUsers(ctx context.Context, req *userv1.GetUsersRequest) (*userv1.GetUsersResponse, error) {
+	if err := s.checkSession(ctx, req.GetCheckSession()); err != nil {
+		return nil, err
+	}
 	users, err := s.app.GetUsers.Handle(ctx, app.GetUsers{IDs: req.GetIds()})
 	if err != nil {
 		return nil, err

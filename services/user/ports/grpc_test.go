@@ -199,6 +199,64 @@ func TestSessionLifecycleOverGRPC(t *testing.T) {
 	}
 }
 
+// sessionOf is the session of a, from the test issuer's access token.
+func sessionOf(t *testing.T, a *userv1.AuthResponse) *userv1.CheckSessionRequest {
+	t.Helper()
+	parts := strings.Split(a.GetAccessToken(), "/")
+	if len(parts) != 4 {
+		t.Fatalf("access token %q", a.GetAccessToken())
+	}
+	return &userv1.CheckSessionRequest{UserId: parts[1], SessionId: parts[2]}
+}
+
+func TestLookupsCarryingASessionCheckFailWhenTheSessionHasEndedWhateverTheyFind(t *testing.T) {
+	c := start(t)
+	ctx := t.Context()
+	alice := signUp(t, c, "alice")
+	open := sessionOf(t, alice)
+	ended := sessionOf(t, signUp(t, c, "bob"))
+	ended.UserId = alice.GetUser().GetId() // bob's session is not alice's
+	lookups := map[string]func(*userv1.CheckSessionRequest) error{
+		"user by username": func(chk *userv1.CheckSessionRequest) error {
+			_, err := c.GetUser(ctx, &userv1.GetUserRequest{Key: &userv1.GetUserRequest_Username{Username: "alice"}, CheckSession: chk})
+			return err
+		},
+		"unknown username": func(chk *userv1.CheckSessionRequest) error {
+			_, err := c.GetUser(ctx, &userv1.GetUserRequest{Key: &userv1.GetUserRequest_Username{Username: "nobody"}, CheckSession: chk})
+			if errs.CodeOf(err) == errs.NotFound {
+				return nil // what this lookup finds with an open session
+			}
+			return err
+		},
+		"users by id": func(chk *userv1.CheckSessionRequest) error {
+			r, err := c.GetUsers(ctx, &userv1.GetUsersRequest{Ids: []string{alice.GetUser().GetId()}, CheckSession: chk})
+			if err == nil && len(r.GetUsers()) != 1 {
+				t.Errorf("users %v", r.GetUsers())
+			}
+			return err
+		},
+	}
+	for name, lookup := range lookups {
+		t.Run(name, func(t *testing.T) {
+			if err := lookup(open); err != nil {
+				t.Fatalf("with an open session: %v", err)
+			}
+			if err := lookup(nil); err != nil {
+				t.Fatalf("without a check: %v", err)
+			}
+			wantCode(t, lookup(ended), errs.TokenInvalid)
+		})
+	}
+
+	// Logged out: the same session, ended.
+	if _, err := c.Logout(ctx, &userv1.LogoutRequest{RefreshToken: alice.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	for name, lookup := range lookups {
+		t.Run(name+" after logout", func(t *testing.T) { wantCode(t, lookup(open), errs.TokenInvalid) })
+	}
+}
+
 func TestProfilesAndFollowListsOverGRPC(t *testing.T) {
 	c := start(t)
 	ctx := t.Context()

@@ -619,7 +619,10 @@ type GetUserRequest struct {
 	//	*GetUserRequest_Username
 	Key isGetUserRequest_Key `protobuf_oneof:"key"`
 	// caller_id, when set, lets the response include the caller's own email.
-	CallerId      string `protobuf:"bytes,3,opt,name=caller_id,json=callerId,proto3" json:"caller_id,omitempty"`
+	CallerId string `protobuf:"bytes,3,opt,name=caller_id,json=callerId,proto3" json:"caller_id,omitempty"`
+	// check_session, when set, is checked as CheckSession checks it, before the lookup: a
+	// request that needs both answers gets them in one round trip.
+	CheckSession  *CheckSessionRequest `protobuf:"bytes,4,opt,name=check_session,json=checkSession,proto3" json:"check_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -686,6 +689,13 @@ func (x *GetUserRequest) GetCallerId() string {
 	return ""
 }
 
+func (x *GetUserRequest) GetCheckSession() *CheckSessionRequest {
+	if x != nil {
+		return x.CheckSession
+	}
+	return nil
+}
+
 type isGetUserRequest_Key interface {
 	isGetUserRequest_Key()
 }
@@ -747,8 +757,10 @@ func (x *GetUserResponse) GetUser() *User {
 }
 
 type GetUsersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ids   []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// check_session: as in GetUserRequest.
+	CheckSession  *CheckSessionRequest `protobuf:"bytes,2,opt,name=check_session,json=checkSession,proto3" json:"check_session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -786,6 +798,13 @@ func (*GetUsersRequest) Descriptor() ([]byte, []int) {
 func (x *GetUsersRequest) GetIds() []string {
 	if x != nil {
 		return x.Ids
+	}
+	return nil
+}
+
+func (x *GetUsersRequest) GetCheckSession() *CheckSessionRequest {
+	if x != nil {
+		return x.CheckSession
 	}
 	return nil
 }
@@ -1454,16 +1473,18 @@ const file_piazza_user_v1_user_proto_rawDesc = "" +
 	"\x14CheckSessionResponse\"\x17\n" +
 	"\x15GetSigningKeysRequest\",\n" +
 	"\x16GetSigningKeysResponse\x12\x12\n" +
-	"\x04jwks\x18\x01 \x01(\fR\x04jwks\"d\n" +
+	"\x04jwks\x18\x01 \x01(\fR\x04jwks\"\xae\x01\n" +
 	"\x0eGetUserRequest\x12\x10\n" +
 	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x12\x1c\n" +
 	"\busername\x18\x02 \x01(\tH\x00R\busername\x12\x1b\n" +
-	"\tcaller_id\x18\x03 \x01(\tR\bcallerIdB\x05\n" +
+	"\tcaller_id\x18\x03 \x01(\tR\bcallerId\x12H\n" +
+	"\rcheck_session\x18\x04 \x01(\v2#.piazza.user.v1.CheckSessionRequestR\fcheckSessionB\x05\n" +
 	"\x03key\";\n" +
 	"\x0fGetUserResponse\x12(\n" +
-	"\x04user\x18\x01 \x01(\v2\x14.piazza.user.v1.UserR\x04user\"#\n" +
+	"\x04user\x18\x01 \x01(\v2\x14.piazza.user.v1.UserR\x04user\"m\n" +
 	"\x0fGetUsersRequest\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\">\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12H\n" +
+	"\rcheck_session\x18\x02 \x01(\v2#.piazza.user.v1.CheckSessionRequestR\fcheckSession\">\n" +
 	"\x10GetUsersResponse\x12*\n" +
 	"\x05users\x18\x01 \x03(\v2\x14.piazza.user.v1.UserR\x05users\"\x8b\x01\n" +
 	"\x14UpdateProfileRequest\x12\x1b\n" +
@@ -1566,45 +1587,47 @@ var file_piazza_user_v1_user_proto_depIdxs = []int32{
 	0,  // 1: piazza.user.v1.AuthResponse.user:type_name -> piazza.user.v1.User
 	27, // 2: piazza.user.v1.AuthResponse.access_token_expires_at:type_name -> google.protobuf.Timestamp
 	27, // 3: piazza.user.v1.AuthResponse.refresh_token_expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 4: piazza.user.v1.GetUserResponse.user:type_name -> piazza.user.v1.User
-	0,  // 5: piazza.user.v1.GetUsersResponse.users:type_name -> piazza.user.v1.User
-	0,  // 6: piazza.user.v1.UpdateProfileResponse.user:type_name -> piazza.user.v1.User
-	0,  // 7: piazza.user.v1.ListFollowsResponse.items:type_name -> piazza.user.v1.User
-	2,  // 8: piazza.user.v1.UserService.SignUp:input_type -> piazza.user.v1.SignUpRequest
-	3,  // 9: piazza.user.v1.UserService.Login:input_type -> piazza.user.v1.LoginRequest
-	4,  // 10: piazza.user.v1.UserService.Refresh:input_type -> piazza.user.v1.RefreshRequest
-	5,  // 11: piazza.user.v1.UserService.Logout:input_type -> piazza.user.v1.LogoutRequest
-	7,  // 12: piazza.user.v1.UserService.CheckSession:input_type -> piazza.user.v1.CheckSessionRequest
-	9,  // 13: piazza.user.v1.UserService.GetSigningKeys:input_type -> piazza.user.v1.GetSigningKeysRequest
-	11, // 14: piazza.user.v1.UserService.GetUser:input_type -> piazza.user.v1.GetUserRequest
-	13, // 15: piazza.user.v1.UserService.GetUsers:input_type -> piazza.user.v1.GetUsersRequest
-	15, // 16: piazza.user.v1.UserService.UpdateProfile:input_type -> piazza.user.v1.UpdateProfileRequest
-	17, // 17: piazza.user.v1.UserService.Follow:input_type -> piazza.user.v1.FollowRequest
-	19, // 18: piazza.user.v1.UserService.Unfollow:input_type -> piazza.user.v1.UnfollowRequest
-	21, // 19: piazza.user.v1.UserService.ListFollowers:input_type -> piazza.user.v1.ListFollowsRequest
-	21, // 20: piazza.user.v1.UserService.ListFollowing:input_type -> piazza.user.v1.ListFollowsRequest
-	23, // 21: piazza.user.v1.UserService.StreamFollowerIDs:input_type -> piazza.user.v1.StreamFollowerIDsRequest
-	25, // 22: piazza.user.v1.UserService.GetFollowedIDs:input_type -> piazza.user.v1.GetFollowedIDsRequest
-	1,  // 23: piazza.user.v1.UserService.SignUp:output_type -> piazza.user.v1.AuthResponse
-	1,  // 24: piazza.user.v1.UserService.Login:output_type -> piazza.user.v1.AuthResponse
-	1,  // 25: piazza.user.v1.UserService.Refresh:output_type -> piazza.user.v1.AuthResponse
-	6,  // 26: piazza.user.v1.UserService.Logout:output_type -> piazza.user.v1.LogoutResponse
-	8,  // 27: piazza.user.v1.UserService.CheckSession:output_type -> piazza.user.v1.CheckSessionResponse
-	10, // 28: piazza.user.v1.UserService.GetSigningKeys:output_type -> piazza.user.v1.GetSigningKeysResponse
-	12, // 29: piazza.user.v1.UserService.GetUser:output_type -> piazza.user.v1.GetUserResponse
-	14, // 30: piazza.user.v1.UserService.GetUsers:output_type -> piazza.user.v1.GetUsersResponse
-	16, // 31: piazza.user.v1.UserService.UpdateProfile:output_type -> piazza.user.v1.UpdateProfileResponse
-	18, // 32: piazza.user.v1.UserService.Follow:output_type -> piazza.user.v1.FollowResponse
-	20, // 33: piazza.user.v1.UserService.Unfollow:output_type -> piazza.user.v1.UnfollowResponse
-	22, // 34: piazza.user.v1.UserService.ListFollowers:output_type -> piazza.user.v1.ListFollowsResponse
-	22, // 35: piazza.user.v1.UserService.ListFollowing:output_type -> piazza.user.v1.ListFollowsResponse
-	24, // 36: piazza.user.v1.UserService.StreamFollowerIDs:output_type -> piazza.user.v1.FollowerIDsBatch
-	26, // 37: piazza.user.v1.UserService.GetFollowedIDs:output_type -> piazza.user.v1.GetFollowedIDsResponse
-	23, // [23:38] is the sub-list for method output_type
-	8,  // [8:23] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	7,  // 4: piazza.user.v1.GetUserRequest.check_session:type_name -> piazza.user.v1.CheckSessionRequest
+	0,  // 5: piazza.user.v1.GetUserResponse.user:type_name -> piazza.user.v1.User
+	7,  // 6: piazza.user.v1.GetUsersRequest.check_session:type_name -> piazza.user.v1.CheckSessionRequest
+	0,  // 7: piazza.user.v1.GetUsersResponse.users:type_name -> piazza.user.v1.User
+	0,  // 8: piazza.user.v1.UpdateProfileResponse.user:type_name -> piazza.user.v1.User
+	0,  // 9: piazza.user.v1.ListFollowsResponse.items:type_name -> piazza.user.v1.User
+	2,  // 10: piazza.user.v1.UserService.SignUp:input_type -> piazza.user.v1.SignUpRequest
+	3,  // 11: piazza.user.v1.UserService.Login:input_type -> piazza.user.v1.LoginRequest
+	4,  // 12: piazza.user.v1.UserService.Refresh:input_type -> piazza.user.v1.RefreshRequest
+	5,  // 13: piazza.user.v1.UserService.Logout:input_type -> piazza.user.v1.LogoutRequest
+	7,  // 14: piazza.user.v1.UserService.CheckSession:input_type -> piazza.user.v1.CheckSessionRequest
+	9,  // 15: piazza.user.v1.UserService.GetSigningKeys:input_type -> piazza.user.v1.GetSigningKeysRequest
+	11, // 16: piazza.user.v1.UserService.GetUser:input_type -> piazza.user.v1.GetUserRequest
+	13, // 17: piazza.user.v1.UserService.GetUsers:input_type -> piazza.user.v1.GetUsersRequest
+	15, // 18: piazza.user.v1.UserService.UpdateProfile:input_type -> piazza.user.v1.UpdateProfileRequest
+	17, // 19: piazza.user.v1.UserService.Follow:input_type -> piazza.user.v1.FollowRequest
+	19, // 20: piazza.user.v1.UserService.Unfollow:input_type -> piazza.user.v1.UnfollowRequest
+	21, // 21: piazza.user.v1.UserService.ListFollowers:input_type -> piazza.user.v1.ListFollowsRequest
+	21, // 22: piazza.user.v1.UserService.ListFollowing:input_type -> piazza.user.v1.ListFollowsRequest
+	23, // 23: piazza.user.v1.UserService.StreamFollowerIDs:input_type -> piazza.user.v1.StreamFollowerIDsRequest
+	25, // 24: piazza.user.v1.UserService.GetFollowedIDs:input_type -> piazza.user.v1.GetFollowedIDsRequest
+	1,  // 25: piazza.user.v1.UserService.SignUp:output_type -> piazza.user.v1.AuthResponse
+	1,  // 26: piazza.user.v1.UserService.Login:output_type -> piazza.user.v1.AuthResponse
+	1,  // 27: piazza.user.v1.UserService.Refresh:output_type -> piazza.user.v1.AuthResponse
+	6,  // 28: piazza.user.v1.UserService.Logout:output_type -> piazza.user.v1.LogoutResponse
+	8,  // 29: piazza.user.v1.UserService.CheckSession:output_type -> piazza.user.v1.CheckSessionResponse
+	10, // 30: piazza.user.v1.UserService.GetSigningKeys:output_type -> piazza.user.v1.GetSigningKeysResponse
+	12, // 31: piazza.user.v1.UserService.GetUser:output_type -> piazza.user.v1.GetUserResponse
+	14, // 32: piazza.user.v1.UserService.GetUsers:output_type -> piazza.user.v1.GetUsersResponse
+	16, // 33: piazza.user.v1.UserService.UpdateProfile:output_type -> piazza.user.v1.UpdateProfileResponse
+	18, // 34: piazza.user.v1.UserService.Follow:output_type -> piazza.user.v1.FollowResponse
+	20, // 35: piazza.user.v1.UserService.Unfollow:output_type -> piazza.user.v1.UnfollowResponse
+	22, // 36: piazza.user.v1.UserService.ListFollowers:output_type -> piazza.user.v1.ListFollowsResponse
+	22, // 37: piazza.user.v1.UserService.ListFollowing:output_type -> piazza.user.v1.ListFollowsResponse
+	24, // 38: piazza.user.v1.UserService.StreamFollowerIDs:output_type -> piazza.user.v1.FollowerIDsBatch
+	26, // 39: piazza.user.v1.UserService.GetFollowedIDs:output_type -> piazza.user.v1.GetFollowedIDsResponse
+	25, // [25:40] is the sub-list for method output_type
+	10, // [10:25] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_piazza_user_v1_user_proto_init() }

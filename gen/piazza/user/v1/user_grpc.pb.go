@@ -61,9 +61,12 @@ type UserServiceClient interface {
 	// GetSigningKeys returns the public keys that verify access tokens, as a
 	// JWK Set (RFC 7517) document. During a rotation it holds two keys.
 	GetSigningKeys(ctx context.Context, in *GetSigningKeysRequest, opts ...grpc.CallOption) (*GetSigningKeysResponse, error)
-	// GetUser returns one user by id or username, with follow counts.
+	// GetUser returns one user by id or username, with follow counts. With check_session it
+	// is also CheckSession, made first: a session that is not open fails the call with
+	// token_invalid, whatever the lookup would have answered.
 	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error)
-	// GetUsers returns the users with the given ids that exist, in no particular order.
+	// GetUsers returns the users with the given ids that exist, in no particular order. With
+	// check_session it is also CheckSession, made first, as for GetUser.
 	GetUsers(ctx context.Context, in *GetUsersRequest, opts ...grpc.CallOption) (*GetUsersResponse, error)
 	// UpdateProfile changes the caller's display name and/or bio.
 	UpdateProfile(ctx context.Context, in *UpdateProfileRequest, opts ...grpc.CallOption) (*UpdateProfileResponse, error)
@@ -270,9 +273,12 @@ type UserServiceServer interface {
 	// GetSigningKeys returns the public keys that verify access tokens, as a
 	// JWK Set (RFC 7517) document. During a rotation it holds two keys.
 	GetSigningKeys(context.Context, *GetSigningKeysRequest) (*GetSigningKeysResponse, error)
-	// GetUser returns one user by id or username, with follow counts.
+	// GetUser returns one user by id or username, with follow counts. With check_session it
+	// is also CheckSession, made first: a session that is not open fails the call with
+	// token_invalid, whatever the lookup would have answered.
 	GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error)
-	// GetUsers returns the users with the given ids that exist, in no particular order.
+	// GetUsers returns the users with the given ids that exist, in no particular order. With
+	// check_session it is also CheckSession, made first, as for GetUser.
 	GetUsers(context.Context, *GetUsersRequest) (*GetUsersResponse, error)
 	// UpdateProfile changes the caller's display name and/or bio.
 	UpdateProfile(context.Context, *UpdateProfileRequest) (*UpdateProfileResponse, error)
