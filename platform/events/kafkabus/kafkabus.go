@@ -47,8 +47,10 @@ type Config struct {
 	// KafkaVersion is the broker protocol version, "major.minor.patch"; default
 	// DefaultKafkaVersion.
 	KafkaVersion string
-	// TopicPartitions is the partition count of the topics the bus creates; default 3. It
-	// bounds a consumer group's parallelism.
+	// TopicPartitions is the partition count of the topics the bus creates; default 16. It
+	// bounds a consumer group's parallelism: a subscriber handles one message at a time per
+	// partition, and a handler mostly waits on its databases and peers, so a group handles
+	// about TopicPartitions messages at once. Topics that exist keep their count.
 	TopicPartitions int32
 	// TopicReplicationFactor is the replication factor of the topics the bus creates;
 	// default 1 (a single-broker cluster).
@@ -73,7 +75,7 @@ func (c *Config) setDefaults() {
 		c.KafkaVersion = DefaultKafkaVersion
 	}
 	if c.TopicPartitions == 0 {
-		c.TopicPartitions = 3
+		c.TopicPartitions = 16
 	}
 	if c.TopicReplicationFactor == 0 {
 		c.TopicReplicationFactor = 1

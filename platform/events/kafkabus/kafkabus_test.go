@@ -20,7 +20,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	if cfg.ClientID != "piazza" || cfg.KafkaVersion != DefaultKafkaVersion || cfg.TopicPartitions != 3 ||
+	if cfg.ClientID != "piazza" || cfg.KafkaVersion != DefaultKafkaVersion || cfg.TopicPartitions != 16 ||
 		cfg.TopicReplicationFactor != 1 || cfg.DialTimeout != 5*time.Second {
 		t.Errorf("defaults = %+v", cfg)
 	}
