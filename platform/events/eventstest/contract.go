@@ -45,7 +45,8 @@ func RunBusContract(t *testing.T, newBus func(t *testing.T) events.Bus) {
 	t.Helper()
 	t.Run("RoundtripKeepsUUIDMetadataAndPayload", func(t *testing.T) { testRoundtrip(t, newBus(t)) })
 	t.Run("EveryGroupReceivesEveryMessage", func(t *testing.T) { testEveryGroup(t, newBus(t)) })
-	t.Run("SamePartitionKeyKeepsPublishOrder", func(t *testing.T) { testPartitionOrder(t, newBus(t)) })
+	t.Run("SamePartitionKeyKeepsPublishOrder", func(t *testing.T) { testPartitionOrder(t, newBus(t), false) })
+	t.Run("SamePartitionKeyKeepsOrderWithinOnePublish", func(t *testing.T) { testPartitionOrder(t, newBus(t), true) })
 	t.Run("NackedMessageIsRedelivered", func(t *testing.T) { testNackRedelivery(t, newBus(t)) })
 	t.Run("UnackedMessageGoesToNextSubscriberOfGroup", func(t *testing.T) { testUnackedOnClose(t, newBus(t)) })
 	t.Run("RouterHandlesInChildSpanOfProducer", func(t *testing.T) { testRouterTrace(t, newBus(t)) })
@@ -106,18 +107,28 @@ func testEveryGroup(t *testing.T, bus events.Bus) {
 	}
 }
 
-func testPartitionOrder(t *testing.T, bus events.Bus) {
+// testPartitionOrder publishes interleaved messages of a few keys one call each, or all in one
+// call when together is set, and checks each key's messages arrive in publish order.
+func testPartitionOrder(t *testing.T, bus events.Bus, together bool) {
 	topic := uniqueName("order")
 	msgs := subscribe(t, bus, uniqueName("group"), topic)
 
-	keys := []string{"author-1", "author-2"}
+	keys := []string{"author-1", "author-2", "author-1", "author-3"}
 	want := map[string][]string{}
+	var all []*message.Message
 	for i := range 20 {
 		key := keys[i%len(keys)]
 		m := message.NewMessage(uuid.NewString(), fmt.Appendf(nil, `{"seq":%d}`, i))
 		m.Metadata.Set(events.PartitionKey, key)
-		publish(t, bus, topic, m)
+		if together {
+			all = append(all, m)
+		} else {
+			publish(t, bus, topic, m)
+		}
 		want[key] = append(want[key], m.UUID)
+	}
+	if together {
+		publish(t, bus, topic, all...)
 	}
 
 	got := map[string][]string{}
@@ -127,7 +138,7 @@ func testPartitionOrder(t *testing.T, bus events.Bus) {
 		got[key] = append(got[key], m.UUID)
 		m.Ack()
 	}
-	for _, key := range keys {
+	for key := range want {
 		if !slices.Equal(got[key], want[key]) {
 			t.Errorf("key %s: received in order\n%v\nwant publish order\n%v", key, got[key], want[key])
 		}

@@ -1,4 +1,7 @@
-// Package kafkabus is the Kafka adapter of events.Bus, on watermill-kafka and IBM/sarama.
+// Package kafkabus is the Kafka adapter of events.Bus, on watermill-kafka and IBM/sarama: it
+// publishes through sarama's producer directly, so that a Publish of many messages waits for
+// one round of acknowledgements rather than one per message, and consumes through
+// watermill-kafka's subscriber.
 //
 // Messages are keyed by their events.PartitionKey metadata, so one aggregate's events land on
 // one partition and are consumed in order. Metadata travels as Kafka record headers (trace
@@ -44,8 +47,10 @@ type Config struct {
 	// KafkaVersion is the broker protocol version, "major.minor.patch"; default
 	// DefaultKafkaVersion.
 	KafkaVersion string
-	// TopicPartitions is the partition count of the topics the bus creates; default 3. It
-	// bounds a consumer group's parallelism.
+	// TopicPartitions is the partition count of the topics the bus creates; default 16. It
+	// bounds a consumer group's parallelism: a subscriber handles one message at a time per
+	// partition, and a handler mostly waits on its databases and peers, so a group handles
+	// about TopicPartitions messages at once. Topics that exist keep their count.
 	TopicPartitions int32
 	// TopicReplicationFactor is the replication factor of the topics the bus creates;
 	// default 1 (a single-broker cluster).
@@ -70,7 +75,7 @@ func (c *Config) setDefaults() {
 		c.KafkaVersion = DefaultKafkaVersion
 	}
 	if c.TopicPartitions == 0 {
-		c.TopicPartitions = 3
+		c.TopicPartitions = 16
 	}
 	if c.TopicReplicationFactor == 0 {
 		c.TopicReplicationFactor = 1
@@ -161,14 +166,14 @@ func (c Config) consumerConfig() *sarama.Config {
 
 // Bus is the Kafka events.Bus. It is safe for concurrent use.
 type Bus struct {
-	cfg       Config
-	log       *slog.Logger
-	wmLog     watermill.LoggerAdapter
-	publisher *kafka.Publisher
-	admin     sarama.ClusterAdmin
-	lag       *lagMonitor
-	stopLag   context.CancelFunc
-	lagDone   chan struct{}
+	cfg      Config
+	log      *slog.Logger
+	wmLog    watermill.LoggerAdapter
+	producer sarama.SyncProducer
+	admin    sarama.ClusterAdmin
+	lag      *lagMonitor
+	stopLag  context.CancelFunc
+	lagDone  chan struct{}
 
 	mu          sync.Mutex
 	topics      map[string]bool // topics known to exist
@@ -207,25 +212,21 @@ func New(cfg Config, log *slog.Logger) (*Bus, error) {
 		_ = admin.Close()
 		return nil, err
 	}
-	publisher, err := kafka.NewPublisher(kafka.PublisherConfig{
-		Brokers:               cfg.Brokers,
-		Marshaler:             keyedMarshaler{},
-		OverwriteSaramaConfig: cfg.producerConfig(),
-	}, wmLog)
+	producer, err := sarama.NewSyncProducer(cfg.Brokers, cfg.producerConfig())
 	if err != nil {
 		_ = lag.close()
 		_ = admin.Close()
 		return nil, fmt.Errorf("kafkabus: connect producer to %s: %w", strings.Join(cfg.Brokers, ","), err)
 	}
 	b := &Bus{
-		cfg:       cfg,
-		log:       log,
-		wmLog:     wmLog,
-		publisher: publisher,
-		admin:     admin,
-		lag:       lag,
-		lagDone:   make(chan struct{}),
-		topics:    map[string]bool{},
+		cfg:      cfg,
+		log:      log,
+		wmLog:    wmLog,
+		producer: producer,
+		admin:    admin,
+		lag:      lag,
+		lagDone:  make(chan struct{}),
+		topics:   map[string]bool{},
 	}
 	var lagCtx context.Context
 	lagCtx, b.stopLag = context.WithCancel(context.Background())
@@ -236,8 +237,14 @@ func New(cfg Config, log *slog.Logger) (*Bus, error) {
 	return b, nil
 }
 
-// Publish sends msgs to topic in order, creating the topic if needed, and returns once every
-// message is acknowledged by all in-sync replicas.
+// Publish sends msgs to topic, creating the topic if needed, and returns once every message
+// is acknowledged by all in-sync replicas.
+//
+// Messages of different partition keys are sent together, with one round of acknowledgements
+// for all of them (not one per message); the messages of one key are sent in order, each in
+// the round after the previous one, so that when one fails none of its key's later messages
+// is published before the caller's retry. On an error, messages of other keys may have been
+// published: a retry publishes them again, as at-least-once delivery allows.
 func (b *Bus) Publish(topic string, msgs ...*message.Message) error {
 	// message.Publisher carries no context; topic creation is bounded by its own timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), topicReadyTimeout)
@@ -245,10 +252,44 @@ func (b *Bus) Publish(topic string, msgs ...*message.Message) error {
 	if err := b.ensureTopic(ctx, topic); err != nil {
 		return err
 	}
-	if err := b.publisher.Publish(topic, msgs...); err != nil {
-		return fmt.Errorf("kafkabus: publish to %s: %w", topic, err)
+	for _, wave := range waves(msgs) {
+		pms := make([]*sarama.ProducerMessage, len(wave))
+		for i, msg := range wave {
+			pm, err := keyedMarshaler{}.Marshal(topic, msg)
+			if err != nil {
+				return fmt.Errorf("kafkabus: publish to %s: message %s: %w", topic, msg.UUID, err)
+			}
+			pms[i] = pm
+		}
+		if err := b.producer.SendMessages(pms); err != nil {
+			var failed sarama.ProducerErrors
+			if errors.As(err, &failed) && len(failed) > 0 {
+				err = fmt.Errorf("%d of %d messages failed, the first with: %w", len(failed), len(pms), failed[0].Err)
+			}
+			return fmt.Errorf("kafkabus: publish to %s: %w", topic, err)
+		}
 	}
 	return nil
+}
+
+// waves splits msgs into rounds of sending that keep each partition key's order: the n-th
+// message of a key goes in the n-th wave, and messages without a key, which have no order to
+// keep, in the first. Each wave holds its messages in the order given.
+func waves(msgs []*message.Message) [][]*message.Message {
+	var out [][]*message.Message
+	sent := map[string]int{} // messages of each key placed so far
+	for _, msg := range msgs {
+		w := 0
+		if key := msg.Metadata.Get(events.PartitionKey); key != "" {
+			w = sent[key]
+			sent[key] = w + 1
+		}
+		if w == len(out) {
+			out = append(out, nil)
+		}
+		out[w] = append(out[w], msg)
+	}
+	return out
 }
 
 // Subscriber returns a subscriber consuming as the consumer group named group. Each Subscribe
@@ -293,7 +334,7 @@ func (b *Bus) Close() error {
 		errs = append(errs, s.Close()) // idempotent in watermill-kafka
 	}
 	// A measurement in flight fails fast on the closed client.
-	errs = append(errs, b.publisher.Close(), b.lag.close(), b.admin.Close())
+	errs = append(errs, b.producer.Close(), b.lag.close(), b.admin.Close())
 	<-b.lagDone
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("kafkabus: close: %w", err)

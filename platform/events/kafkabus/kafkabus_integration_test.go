@@ -4,8 +4,12 @@ package kafkabus
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/piazza-social/piazza/platform/events"
 	"github.com/piazza-social/piazza/platform/events/eventstest"
@@ -33,5 +37,25 @@ func TestPingSucceedsAgainstTheTestBroker(t *testing.T) {
 	defer cancel()
 	if err := Ping(ctx, infratest.KafkaBrokers(t)); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+// BenchmarkPublish publishes 20 messages of 20 keys in one call, as a forwarder's round does.
+func BenchmarkPublish(b *testing.B) {
+	bus, err := New(Config{Brokers: infratest.KafkaBrokers(b), ClientID: "piazza-bench"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	topic := "bench-publish-" + uuid.NewString()
+	msgs := make([]*message.Message, 20)
+	for b.Loop() {
+		for i := range msgs {
+			msgs[i] = message.NewMessage(uuid.NewString(), []byte(`{"n":1}`))
+			msgs[i].Metadata.Set(events.PartitionKey, fmt.Sprint("conversation-", i))
+		}
+		if err := bus.Publish(topic, msgs...); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package kafkabus
 import (
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	if cfg.ClientID != "piazza" || cfg.KafkaVersion != DefaultKafkaVersion || cfg.TopicPartitions != 3 ||
+	if cfg.ClientID != "piazza" || cfg.KafkaVersion != DefaultKafkaVersion || cfg.TopicPartitions != 16 ||
 		cfg.TopicReplicationFactor != 1 || cfg.DialTimeout != 5*time.Second {
 		t.Errorf("defaults = %+v", cfg)
 	}
@@ -143,5 +144,33 @@ func TestPingFailsFastWhenNoBrokerIsReachable(t *testing.T) {
 	}
 	if err := Ping(context.Background(), nil); err == nil {
 		t.Error("Ping with no brokers succeeded")
+	}
+}
+
+func TestPublishSendsDifferentKeysTogetherAndEachKeysMessagesOneRoundAfterAnother(t *testing.T) {
+	msg := func(id, key string) *message.Message {
+		m := message.NewMessage(id, []byte("{}"))
+		if key != "" {
+			m.Metadata.Set(events.PartitionKey, key)
+		}
+		return m
+	}
+	msgs := []*message.Message{
+		msg("a1", "a"), msg("b1", "b"), msg("a2", "a"), msg("x", ""), msg("a3", "a"), msg("c1", "c"), msg("b2", "b"), msg("y", ""),
+	}
+	var got [][]string
+	for _, wave := range waves(msgs) {
+		var ids []string
+		for _, m := range wave {
+			ids = append(ids, m.UUID)
+		}
+		got = append(got, ids)
+	}
+	want := [][]string{{"a1", "b1", "x", "c1", "y"}, {"a2", "b2"}, {"a3"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("waves = %v, want %v", got, want)
+	}
+	if w := waves(nil); len(w) != 0 {
+		t.Errorf("waves of nothing = %v", w)
 	}
 }

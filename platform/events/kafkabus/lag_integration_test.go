@@ -19,7 +19,7 @@ import (
 func TestConsumerLagFollowsTheGroupsCommittedOffsets(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	bus, err := New(Config{
-		Brokers: infratest.KafkaBrokers(t), ClientID: "piazza-lag-test", LagInterval: 50 * time.Millisecond,
+		Brokers: infratest.KafkaBrokers(t), ClientID: "piazza-lag-test", LagInterval: 50 * time.Millisecond, TopicPartitions: 3,
 		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
 	}, logging.Discard())
 	if err != nil {

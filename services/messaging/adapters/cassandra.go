@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -90,7 +91,13 @@ type CassandraStore struct {
 	prop   propagation.TextMapPropagator
 	// wake holds at most one pending kick for the forwarder.
 	wake chan struct{}
+	// written has bit n set when this process wrote an event to shard n since the forwarder
+	// last took the set: a kicked round reads those shards only (see takeWritten).
+	written atomic.Uint32
 }
+
+// Sets of shards are uint32 bit sets; this fails to compile if PendingShards outgrows them.
+const _ = uint32(1) << (PendingShards - 1)
 
 var _ app.Store = (*CassandraStore)(nil)
 
@@ -125,13 +132,20 @@ func (s *CassandraStore) BucketSize() time.Duration {
 	return time.Duration(s.bucket) * time.Millisecond
 }
 
-// kick wakes the forwarder; it never blocks and kicks coalesce.
-func (s *CassandraStore) kick() {
+// kick records that an event was written to shard and wakes the forwarder; it never blocks
+// and kicks coalesce. It is called once the event is written, so a round that takes the
+// shard after the kick reads the event.
+func (s *CassandraStore) kick(shard int) {
+	s.written.Or(1 << shard)
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
+
+// takeWritten returns the shards written by this process since the last call, and clears
+// them.
+func (s *CassandraStore) takeWritten() uint32 { return s.written.Swap(0) }
 
 // read returns a LOCAL_QUORUM query, safe to retry.
 func (s *CassandraStore) read(stmt string, args ...any) *gocql.Query {
@@ -541,12 +555,13 @@ func (s *CassandraStore) writeMessage(ctx context.Context, conv convRecord, m do
 				p, m.CreatedAt, m.ConversationID)
 		}
 	}
+	shard := shardOf(m.ConversationID)
 	b.Query(`INSERT INTO pending_events (shard, seq, event_id, topic, payload, metadata) VALUES (?, ?, ?, ?, ?, ?)`,
-		shardOf(m.ConversationID), m.ID, ev.ID, eventsv1.TopicMessages, msg.Payload, map[string]string(msg.Metadata))
+		shard, m.ID, ev.ID, eventsv1.TopicMessages, msg.Payload, map[string]string(msg.Metadata))
 	if err := b.ExecContext(ctx); err != nil {
 		return fmt.Errorf("messaging store: write message: %w", err)
 	}
-	s.kick()
+	s.kick(shard)
 	return nil
 }
 

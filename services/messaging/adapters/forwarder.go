@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,8 +41,9 @@ type ForwarderConfig struct {
 	Owner string
 	// BatchSize is how many events are read and published per shard and round. Default 100.
 	BatchSize int
-	// PollInterval is how often the shards are read without a kick (events written by another
-	// replica), and how often a standby tries to take the lease. Default 1 s.
+	// PollInterval is how often every shard is read, to find events written by another replica
+	// (a round woken by this process's sends reads only the shards they wrote), and how often
+	// a standby tries to take the lease. Default 1 s.
 	PollInterval time.Duration
 	// ReadBehind is how far behind the newest event it published a round starts reading a
 	// shard. Events are positioned by message id, made before the send's batch is written, so
@@ -116,6 +118,12 @@ func (c *ForwarderConfig) validate() error {
 
 // CassandraForwarder publishes the events CassandraStore wrote to pending_events, then deletes
 // them: the Cassandra counterpart of the platform outbox's forwarder.
+//
+// Rounds: a round handles its shards concurrently, each shard read, published and deleted in
+// order. A round woken by a send of this process reads only the shards this process wrote to
+// since the last round (and those whose last batch was full); at least every PollInterval, and
+// after taking the lease or a failure, a round reads every shard, which is how events written
+// by other processes are found.
 //
 // Guarantees:
 //   - At least once: a row is deleted only after the bus accepted its message; a crash in
@@ -273,7 +281,10 @@ func (f *CassandraForwarder) ttlSeconds() int {
 func (f *CassandraForwarder) lead(ctx context.Context, renewed time.Time) {
 	poll := time.NewTimer(f.cfg.PollInterval)
 	defer poll.Stop()
-	lastFull := time.Time{} // the first round reads every shard from its start
+	// The first round reads every shard from its start.
+	var lastFull, lastAll time.Time
+	// shards is the set the next round reads besides the shards written since the last one.
+	var shards uint32
 	for failures := 0; ; {
 		if since := time.Since(renewed); since >= f.cfg.LeaseTTL/3 {
 			ok, err := f.renew(ctx)
@@ -292,11 +303,18 @@ func (f *CassandraForwarder) lead(ctx context.Context, renewed time.Time) {
 				f.log.WarnContext(ctx, "could not renew the forwarding lease; retrying", "error", err)
 			}
 		}
-		full := time.Since(lastFull) >= f.cfg.RescanInterval
-		if full {
-			lastFull = time.Now()
+		now := time.Now()
+		fromStart := now.Sub(lastFull) >= f.cfg.RescanInterval
+		if fromStart {
+			lastFull = now
 		}
-		more, err := f.round(ctx, full)
+		if fromStart || now.Sub(lastAll) >= f.cfg.PollInterval {
+			lastAll = now
+			shards = allShards
+		}
+		// Taken before the reads: a send that lands after this point sets its shard again.
+		shards |= f.st.takeWritten()
+		full, err := f.round(ctx, shards, fromStart)
 		if ctx.Err() != nil {
 			return
 		}
@@ -306,10 +324,12 @@ func (f *CassandraForwarder) lead(ctx context.Context, renewed time.Time) {
 			if !sleep(ctx, backoff(f.cfg.Backoff, f.cfg.MaxBackoff, failures)) {
 				return
 			}
+			shards = allShards // the retry reads the shards taken for the failed round too
 			continue
 		}
 		failures = 0
-		if more {
+		shards = full
+		if full != 0 {
 			continue
 		}
 		poll.Reset(min(f.cfg.PollInterval, f.cfg.LeaseTTL/3))
@@ -322,18 +342,38 @@ func (f *CassandraForwarder) lead(ctx context.Context, renewed time.Time) {
 	}
 }
 
-// round forwards up to BatchSize events of every shard, from the start of each shard when full
-// is set. It reports whether a shard had a full batch (more may be waiting) and stops at the
-// first failure, so nothing of a shard overtakes a failed event.
-func (f *CassandraForwarder) round(ctx context.Context, full bool) (more bool, err error) {
+// allShards is the set of every shard.
+const allShards = uint32(1)<<PendingShards - 1
+
+// round forwards up to BatchSize events of each shard in the set shards, concurrently, from
+// the start of each shard when fromStart is set. It returns the set of shards that had a full
+// batch (more may be waiting there), and every shard's failure. A shard stops at its first
+// failure, so nothing of a shard overtakes a failed event; the other shards go on, as the
+// order holds within a shard only.
+func (f *CassandraForwarder) round(ctx context.Context, shards uint32, fromStart bool) (full uint32, err error) {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for shard := range PendingShards {
-		n, err := f.forwardShard(ctx, shard, full)
-		if err != nil {
-			return false, err
+		if shards&(1<<shard) == 0 {
+			continue
 		}
-		more = more || n == f.cfg.BatchSize
+		wg.Go(func() {
+			n, err := f.forwardShard(ctx, shard, fromStart)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if n == f.cfg.BatchSize {
+				full |= 1 << shard
+			}
+		})
 	}
-	return more, nil
+	wg.Wait()
+	return full, errors.Join(errs...)
 }
 
 type pendingRow struct {
@@ -343,9 +383,10 @@ type pendingRow struct {
 }
 
 // forwardShard publishes the next events of one shard in order and deletes those published.
-func (f *CassandraForwarder) forwardShard(ctx context.Context, shard int, full bool) (int, error) {
+// Rounds call it for different shards concurrently: it touches only its shard's state.
+func (f *CassandraForwarder) forwardShard(ctx context.Context, shard int, fromStart bool) (int, error) {
 	q := f.st.read(`SELECT seq, event_id, topic, payload, metadata FROM pending_events WHERE shard = ? LIMIT ?`, shard, f.cfg.BatchSize)
-	if after := f.after[shard]; !full && !after.IsZero() {
+	if after := f.after[shard]; !fromStart && !after.IsZero() {
 		q = f.st.read(`SELECT seq, event_id, topic, payload, metadata FROM pending_events
 			WHERE shard = ? AND seq >= ? LIMIT ?`, shard, firstIDAt(after.Add(-f.cfg.ReadBehind)), f.cfg.BatchSize)
 	}

@@ -407,3 +407,68 @@ func TestASendWakesTheForwarderOfItsProcessWithoutWaitingForAPoll(t *testing.T) 
 	more := sendMany(t, t.Context(), st, alice, convs, 1)
 	waitFor(t, "the second event", func() bool { return len(pub.published()) == len(sent)+len(more) })
 }
+
+// Another process's sends wake no forwarder here: the forwarder finds their events by reading
+// every shard at least every PollInterval, also while this process's own sends keep waking it
+// for the shards they wrote.
+func TestEventsOfAnotherProcessAreForwardedWhileThisProcessKeepsSending(t *testing.T) {
+	st, s := openCassandra(t, adapters.CassandraConfig{})
+	other, err := adapters.NewCassandraStore(adapters.CassandraConfig{Session: s, BucketSize: testBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := storetest.NewUserID()
+	ours := groups(t, st, alice, 1)[0]
+	theirs := groups(t, st, alice, 1)[0]
+	for adapters.ShardOf(theirs) == adapters.ShardOf(ours) {
+		theirs = groups(t, st, alice, 1)[0]
+	}
+	pub := &recorder{}
+	f, err := adapters.NewCassandraForwarder(adapters.ForwarderConfig{
+		Store: st, Publisher: pub, PollInterval: 200 * time.Millisecond, RescanInterval: time.Hour,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+
+	ctx, stop := context.WithCancel(t.Context())
+	sending := make(chan struct{})
+	go func() {
+		defer close(sending)
+		var ids domain.IDGenerator
+		for ctx.Err() == nil {
+			id, err := ids.New(time.Now())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			at, _ := domain.IDTime(id)
+			m := domain.Message{ID: id, ConversationID: ours, SenderID: alice, Text: "ours", ClientMsgID: id, CreatedAt: at}
+			if _, _, err := st.SendMessage(ctx, m, app.MessageSentEvent); err != nil && ctx.Err() == nil {
+				t.Errorf("send: %v", err)
+				return
+			}
+		}
+	}()
+	defer func() { stop(); <-sending }()
+	waitFor(t, "this process's sends to be forwarded", func() bool { return len(pub.published()) > 0 })
+
+	sent := sendMany(t, t.Context(), other, alice, []string{theirs}, 1)
+	waitFor(t, "the other process's event", func() bool {
+		for _, msg := range pub.published() {
+			env, err := events.Decode(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p eventsv1.MessageSentPayload
+			if err := env.DecodePayload(&p); err != nil {
+				t.Fatal(err)
+			}
+			if p.MessageID == sent[0].ID {
+				return true
+			}
+		}
+		return false
+	})
+}
