@@ -69,6 +69,11 @@ type Config struct {
 	// BusyTimeout is how long a SQLite writer waits for the write lock (held by this process or
 	// another one) before failing. Default 5 seconds. Ignored for PostgreSQL.
 	BusyTimeout time.Duration
+	// SQLiteStatements is how many prepared statements each SQLite connection keeps, by their
+	// text, the least recently used evicted first (see stmtCache). Default 256; negative: none,
+	// every statement is parsed on every run. Ignored for PostgreSQL, where pgx keeps 512 per
+	// connection itself.
+	SQLiteStatements int
 	// TracerProvider makes the spans of InTx and Migrate, and a client span for every
 	// statement, transaction and new connection inside a sampled trace (see
 	// tracedConnector).
@@ -95,6 +100,9 @@ func (c *Config) fillDefaults(d Dialect) {
 	}
 	if c.BusyTimeout == 0 {
 		c.BusyTimeout = 5 * time.Second
+	}
+	if c.SQLiteStatements == 0 {
+		c.SQLiteStatements = 256
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
@@ -157,7 +165,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*DB, error) {
 		connector, err = postgresConnector(cfg.URL)
 	case SQLite:
 		var memory bool
-		connector, memory, err = sqliteConnectorFor(rest, cfg.BusyTimeout)
+		connector, memory, err = sqliteConnectorFor(rest, cfg.BusyTimeout, cfg.SQLiteStatements)
 		if err == nil && memory && cfg.MaxOpenConns < 2 {
 			// One connection is pinned to keep the database alive; leave one for work.
 			cfg.MaxOpenConns = 2

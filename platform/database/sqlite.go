@@ -45,7 +45,7 @@ func isSQLiteMemory(rest string) bool { return rest == ":memory:" }
 
 // sqliteConnectorFor returns the connector of the SQLite database rest (the URL after
 // "sqlite:"): a thin wrapper around the modernc driver; see sqliteConn for what it adds.
-func sqliteConnectorFor(rest string, busy time.Duration) (c driver.Connector, memory bool, err error) {
+func sqliteConnectorFor(rest string, busy time.Duration, statements int) (c driver.Connector, memory bool, err error) {
 	params := []string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busy.Milliseconds()),
 		"_pragma=foreign_keys(1)",
@@ -92,7 +92,7 @@ func sqliteConnectorFor(rest string, busy time.Duration) (c driver.Connector, me
 		)
 		dsn = "file:" + strings.ReplaceAll(path, "%", "%25") + "?" + strings.Join(params, "&")
 	}
-	return &sqliteConnector{dsn: dsn, drv: &sqlite.Driver{}, gate: newWriteGate(busy)}, memory, nil
+	return &sqliteConnector{dsn: dsn, drv: &sqlite.Driver{}, gate: newWriteGate(busy), statements: statements}, memory, nil
 }
 
 // writeGate lets one SQLite writer of this process at a time proceed. SQLite allows one writer
@@ -128,9 +128,10 @@ func (g *writeGate) acquire(ctx context.Context) error {
 func (g *writeGate) release() { <-g.turn }
 
 type sqliteConnector struct {
-	dsn  string
-	drv  *sqlite.Driver
-	gate *writeGate
+	dsn        string
+	drv        *sqlite.Driver
+	gate       *writeGate
+	statements int // prepared statements each connection keeps (stmtCache)
 }
 
 func (c *sqliteConnector) Connect(context.Context) (driver.Conn, error) {
@@ -143,7 +144,7 @@ func (c *sqliteConnector) Connect(context.Context) (driver.Conn, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("database: sqlite driver connection %T lacks the context interfaces", conn)
 	}
-	return &sqliteConn{inner: inner, gate: c.gate}, nil
+	return &sqliteConn{inner: inner, gate: c.gate, stmts: newStmtCache(inner, c.statements)}, nil
 }
 
 func (c *sqliteConnector) Driver() driver.Driver { return c.drv }
@@ -163,12 +164,15 @@ type sqliteDriverConn interface {
 // sqliteConn wraps a modernc connection to give SQLite the package's conventions:
 //   - a transaction that may write, and an Exec outside a transaction, first take the process's
 //     write turn (writeGate);
+//   - a statement run with Exec or Query is prepared once and kept for the next run of the same
+//     text on the connection (stmtCache);
 //   - time.Time parameters are stored as fixed-width UTC microsecond text;
 //   - columns declared TIMESTAMPTZ (which modernc does not know) are read back as time.Time, as
 //     are untyped result columns (MAX(ts), COALESCE(ts, …)) holding text in our exact format.
 type sqliteConn struct {
 	inner sqliteDriverConn
 	gate  *writeGate
+	stmts *stmtCache
 	tx    *sqliteTx // the open transaction, nil outside one
 }
 
@@ -200,6 +204,7 @@ func (c *sqliteConn) Close() error {
 	if c.tx != nil {
 		c.tx.finish()
 	}
+	c.stmts.close()
 	return c.inner.Close()
 }
 
@@ -231,7 +236,15 @@ func (c *sqliteConn) ExecContext(ctx context.Context, query string, args []drive
 		return nil, err
 	}
 	defer release()
-	return c.inner.ExecContext(ctx, query, args)
+	s, err := c.stmts.acquire(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return c.inner.ExecContext(ctx, query, args)
+	}
+	defer s.release()
+	return s.stmt.ExecContext(ctx, args)
 }
 
 func (c *sqliteConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -243,13 +256,27 @@ func (c *sqliteConn) QueryContext(ctx context.Context, query string, args []driv
 			return nil, err
 		}
 	}
-	rows, err := c.inner.QueryContext(ctx, query, args)
+	s, err := c.stmts.acquire(ctx, query)
 	if err != nil {
+		release()
+		return nil, err
+	}
+	var rows driver.Rows
+	if s == nil {
+		rows, err = c.inner.QueryContext(ctx, query, args)
+	} else {
+		rows, err = s.stmt.QueryContext(ctx, args)
+	}
+	if err != nil {
+		if s != nil {
+			s.release()
+		}
 		release()
 		return nil, err
 	}
 	r := newSQLiteRows(rows)
 	r.release = release
+	r.stmt = s
 	return r, nil
 }
 
@@ -402,11 +429,16 @@ const (
 type sqliteRows struct {
 	driver.Rows
 	kinds   []columnKind
-	release func() // gives back the write turn a writing query took; nil otherwise
+	release func()      // gives back the write turn a writing query took; nil otherwise
+	stmt    *cachedStmt // the kept statement these rows are an execution of; nil if none
 }
 
 func (r *sqliteRows) Close() error {
 	err := r.Rows.Close()
+	if r.stmt != nil {
+		r.stmt.release()
+		r.stmt = nil
+	}
 	if r.release != nil {
 		r.release()
 		r.release = nil
