@@ -61,6 +61,9 @@ type Config struct {
 	// PushTimeout bounds the routing of one stored batch (presence lookup and publishes);
 	// default 2s.
 	PushTimeout time.Duration
+	// UsernameCacheSize is the most actor usernames remembered between events (see
+	// app.UsernameCache); default app.DefaultUsernameCacheSize.
+	UsernameCacheSize int
 	// TracerProvider, MeterProvider and Propagator default to the otel globals.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
@@ -75,7 +78,8 @@ type Deps struct {
 	// Followers walks an author's followers in batches: an adapter of user-service's
 	// StreamFollowerIDs (see app.Followers for the contract).
 	Followers app.Followers
-	// Users looks up usernames: an adapter of user-service's GetUsers (see app.Users).
+	// Users looks up usernames: an adapter of user-service's GetUsers (see app.Users). New
+	// wraps it in an app.UsernameCache.
 	Users app.Users
 	// Presence finds the gateway instances of online users (only Routes is used).
 	Presence presence.Store
@@ -102,6 +106,13 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 	if cfg.ConsumerGroup == "" {
 		cfg.ConsumerGroup = DefaultConsumerGroup
 	}
+	users, err := app.NewUsernameCache(app.UsernameCacheConfig{
+		Size:          cfg.UsernameCacheSize,
+		MeterProvider: cfg.MeterProvider,
+	}, deps.Users, log)
+	if err != nil {
+		return nil, fmt.Errorf("notification: %w", err)
+	}
 	a, err := app.New(app.Config{
 		FanoutBatch:    cfg.FanoutBatch,
 		PushTimeout:    cfg.PushTimeout,
@@ -111,7 +122,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 	}, app.Deps{
 		Store:     adapters.NewStore(deps.DB),
 		Followers: deps.Followers,
-		Users:     deps.Users,
+		Users:     users,
 		Routes:    deps.Presence,
 		Pusher:    deps.Push,
 	}, log)

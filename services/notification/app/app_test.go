@@ -207,8 +207,14 @@ func (f *fixture) total(t *testing.T) (rows, users, maxSeq int64) {
 // sum adds up the data points of the named counter whose attributes include want.
 func (f *fixture) sum(t *testing.T, name string, want ...attribute.KeyValue) int64 {
 	t.Helper()
+	return counterSum(t, f.metrics, name, want...)
+}
+
+// counterSum adds up the data points of the named counter in reader whose attributes include want.
+func counterSum(t *testing.T, reader sdkmetric.Reader, name string, want ...attribute.KeyValue) int64 {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
-	if err := f.metrics.Collect(context.Background(), &rm); err != nil {
+	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
 	var total int64
